@@ -1,0 +1,386 @@
+//! Every setting and limit, its default, and the command line that sets it.
+//!
+//! Each limit is a named constant here, documented once, shown by `--help`,
+//! and crossed by at least one test (see `docs/backpressure.md` for which).
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where natter listens unless told otherwise (the reference's `localhost:8000`).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Most bytes queued for one client before the slow-client policy applies.
+pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
+/// Most bytes queued for all clients together before reading pauses.
+pub const DEFAULT_MAX_TOTAL_OUTPUT: usize = 64 * 1024 * 1024;
+/// Longest input line kept, in bytes; longer lines are cut.
+pub const DEFAULT_MAX_LINE: usize = 4096;
+/// Shortest `--max-line` accepted: room for a name and a few words.
+pub const MIN_MAX_LINE: usize = 16;
+/// Lines per second one client may send (burst: twice this); 0 turns it off.
+pub const DEFAULT_RATE: u32 = 20;
+/// Descriptors kept back from `--max-clients`' default for the listener, the
+/// poller, the signal pipe, metrics connections and the reserve descriptor.
+pub const RESERVED_FDS: usize = 32;
+/// Bytes offered to one write call, unless `--max-write` says otherwise.
+pub const DEFAULT_MAX_WRITE: usize = 256 * 1024;
+/// How long shutdown keeps flushing queued output.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What to do with a client whose queue would pass `--max-output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowClient {
+    /// Close it after the current turn and free its queue (as Redis and NATS do).
+    Disconnect,
+    /// Skip the lines that do not fit, count them, and say so later.
+    Drop,
+}
+
+/// Everything the server can be told.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on (ignored when a listener is passed in).
+    pub listen: String,
+    /// Per-client output cap in bytes (`--max-output`).
+    pub max_output: usize,
+    /// Policy when a client passes `max_output` (`--slow-client`).
+    pub slow_client: SlowClient,
+    /// Cap on output bytes held for all clients (`--max-total-output`).
+    pub max_total_output: usize,
+    /// Longest line kept, in bytes (`--max-line`).
+    pub max_line: usize,
+    /// Lines per second per client, 0 for no limit (`--rate`).
+    pub rate: u32,
+    /// Most clients at once; `None` derives it from the descriptor limit.
+    pub max_clients: Option<usize>,
+    /// Most clients from one IP address, 0 for no limit (`--max-per-ip`).
+    pub max_per_ip: usize,
+    /// Close clients silent for this long (`--idle-timeout`).
+    pub idle_timeout: Option<Duration>,
+    /// `SO_SNDBUF` for accepted sockets (`--sndbuf`), for testing partial writes.
+    pub sndbuf: Option<usize>,
+    /// Most bytes offered to one write call (`--max-write`).
+    pub max_write: usize,
+    /// Ask each newcomer for a name first (`--ask-name`).
+    pub ask_name: bool,
+    /// Tell each newcomer who is here (`--who-on-join`).
+    pub who_on_join: bool,
+    /// Lines sent to each newcomer (`--motd`), re-read on SIGHUP.
+    pub motd: Option<PathBuf>,
+    /// Chat lines replayed to each newcomer (`--history`).
+    pub history: usize,
+    /// How long shutdown keeps flushing (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
+    /// Where to serve Prometheus metrics (`--metrics`).
+    pub metrics: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: DEFAULT_LISTEN.to_string(),
+            max_output: DEFAULT_MAX_OUTPUT,
+            slow_client: SlowClient::Disconnect,
+            max_total_output: DEFAULT_MAX_TOTAL_OUTPUT,
+            max_line: DEFAULT_MAX_LINE,
+            rate: DEFAULT_RATE,
+            max_clients: None,
+            max_per_ip: 0,
+            idle_timeout: None,
+            sndbuf: None,
+            max_write: DEFAULT_MAX_WRITE,
+            ask_name: false,
+            who_on_join: false,
+            motd: None,
+            history: 0,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            metrics: None,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    Run(Config),
+    Help,
+    Version,
+}
+
+/// The `--help` text.
+pub const USAGE: &str = "\
+natter: a chat server for netcat and telnet users, on one thread
+
+Usage: natter [OPTIONS]
+
+Connect with `nc 127.0.0.1 8000`; every line you type goes to everyone.
+Type /help once connected for the commands.
+
+Options:
+  --listen ADDR              address to listen on [default: 127.0.0.1:8000]
+                             (e.g. 127.0.0.1:0, [::1]:9000, 0.0.0.0:8000)
+  --max-output BYTES         output queued for one client before the
+                             slow-client policy applies [default: 1MiB]
+  --slow-client POLICY       disconnect | drop [default: disconnect]
+  --max-total-output BYTES   output queued for all clients before reading
+                             pauses [default: 64MiB]
+  --max-line BYTES           longest line kept; longer ones are cut
+                             [default: 4096, min 16]
+  --rate LINES_PER_SEC       lines per second per client, burst twice that;
+                             0 turns it off [default: 20]
+  --max-clients N            most clients at once
+                             [default: descriptor limit minus 32]
+  --max-per-ip N             most clients per source address; 0 = no limit;
+                             set this on a public address [default: 0]
+  --idle-timeout DURATION    close clients silent this long (e.g. 5m)
+                             [default: off]
+  --ask-name                 ask each newcomer for a name first
+  --who-on-join              tell each newcomer who is here
+  --motd FILE                send FILE's lines to each newcomer
+                             (re-read on SIGHUP)
+  --history N                replay the last N chat lines to newcomers
+                             [default: 0]
+  --shutdown-grace DURATION  how long SIGTERM/SIGINT keep flushing
+                             [default: 2s]
+  --metrics ADDR             serve Prometheus metrics on http://ADDR/metrics
+                             [default: off]
+  --sndbuf BYTES             SO_SNDBUF of accepted sockets (for testing
+                             partial writes) [default: kernel's]
+  --max-write BYTES          most bytes per write call (for testing partial
+                             writes) [default: 256KiB]
+  -h, --help                 print this help
+  -V, --version              print the version
+
+BYTES take K, KiB, M, MiB, G or GiB (all powers of 1024); DURATION takes
+ms, s, m or h (a bare number is seconds). RUST_LOG sets the log filter
+[default: info]. Docs: README.md, docs/operations.md, docs/protocol.md.
+";
+
+/// Parses command-line arguments (without the program name).
+pub fn parse_args<I>(args: I) -> Result<Invocation, String>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::prelude::*;
+    let mut config = Config::default();
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let flag = match arg {
+            Long(name) => format!("--{name}"),
+            Short(c) => format!("-{c}"),
+            Value(v) => return Err(format!("unexpected argument {v:?}")),
+        };
+        let mut value = || -> Result<String, String> {
+            parser
+                .value()
+                .map_err(|e| e.to_string())?
+                .into_string()
+                .map_err(|v| format!("{flag}: not valid UTF-8: {v:?}"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Invocation::Help),
+            "-V" | "--version" => return Ok(Invocation::Version),
+            "--listen" => config.listen = value()?,
+            "--max-output" => config.max_output = positive(&flag, parse_bytes(&value()?))?,
+            "--slow-client" => {
+                config.slow_client = match value()?.as_str() {
+                    "disconnect" => SlowClient::Disconnect,
+                    "drop" => SlowClient::Drop,
+                    other => {
+                        return Err(format!(
+                            "--slow-client: expected disconnect or drop, got {other:?}"
+                        ));
+                    }
+                }
+            }
+            "--max-total-output" => {
+                config.max_total_output = positive(&flag, parse_bytes(&value()?))?
+            }
+            "--max-line" => {
+                let n = parse_bytes(&value()?).map_err(|e| format!("{flag}: {e}"))?;
+                if n < MIN_MAX_LINE {
+                    return Err(format!("{flag}: at least {MIN_MAX_LINE} bytes"));
+                }
+                config.max_line = n;
+            }
+            "--rate" => config.rate = number(&flag, &value()?)?,
+            "--max-clients" => config.max_clients = Some(number(&flag, &value()?)?),
+            "--max-per-ip" => config.max_per_ip = number(&flag, &value()?)?,
+            "--idle-timeout" => {
+                let d = parse_duration(&value()?).map_err(|e| format!("{flag}: {e}"))?;
+                config.idle_timeout = (!d.is_zero()).then_some(d);
+            }
+            "--sndbuf" => config.sndbuf = Some(positive(&flag, parse_bytes(&value()?))?),
+            "--max-write" => config.max_write = positive(&flag, parse_bytes(&value()?))?,
+            "--ask-name" => config.ask_name = true,
+            "--who-on-join" => config.who_on_join = true,
+            "--motd" => config.motd = Some(PathBuf::from(value()?)),
+            "--history" => config.history = number(&flag, &value()?)?,
+            "--shutdown-grace" => {
+                config.shutdown_grace =
+                    parse_duration(&value()?).map_err(|e| format!("{flag}: {e}"))?
+            }
+            "--metrics" => config.metrics = Some(value()?),
+            _ => return Err(format!("unknown option {flag} (try --help)")),
+        }
+    }
+    Ok(Invocation::Run(config))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("{flag}: expected a whole number, got {s:?}"))
+}
+
+fn positive(flag: &str, n: Result<usize, String>) -> Result<usize, String> {
+    match n {
+        Ok(0) => Err(format!("{flag}: must be more than 0")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{flag}: {e}")),
+    }
+}
+
+/// Parses `4096`, `64K`, `64KiB`, `1M`, `1MiB`, `2G`, `2GiB`.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("expected a size such as 4096 or 1MiB, got {s:?}"))?;
+    let scale: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown size unit {unit:?} in {s:?}")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Parses `500ms`, `2s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a duration such as 30s or 5m, got {s:?}"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("unknown duration unit {unit:?} in {s:?}")),
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {s:?} is too long"))
+}
+
+/// Resolves the listen address (`localhost:8000` works as well as IPs).
+pub fn resolve(listen: &str) -> std::io::Result<SocketAddr> {
+    listen.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{listen}: no address"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match parse_args(args.iter().copied())? {
+            Invocation::Run(c) => Ok(c),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8000");
+        assert_eq!(c.max_output, 1 << 20);
+        assert_eq!(c.max_total_output, 64 << 20);
+        assert_eq!(c.max_line, 4096);
+        assert_eq!(c.rate, 20);
+        assert_eq!(c.slow_client, SlowClient::Disconnect);
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.history, 0);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn flags_set_their_fields() {
+        let c = run(&[
+            "--listen",
+            "[::1]:9000",
+            "--max-output=64KiB",
+            "--slow-client",
+            "drop",
+            "--rate",
+            "0",
+            "--idle-timeout",
+            "5m",
+            "--max-line",
+            "100",
+            "--ask-name",
+            "--history",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(c.listen, "[::1]:9000");
+        assert_eq!(c.max_output, 65536);
+        assert_eq!(c.slow_client, SlowClient::Drop);
+        assert_eq!(c.rate, 0);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.max_line, 100);
+        assert!(c.ask_name);
+        assert_eq!(c.history, 10);
+    }
+
+    #[test]
+    fn bad_input_gets_a_clear_error() {
+        assert!(
+            run(&["--max-line", "8"])
+                .unwrap_err()
+                .contains("at least 16")
+        );
+        assert!(
+            run(&["--max-output", "0"])
+                .unwrap_err()
+                .contains("more than 0")
+        );
+        assert!(
+            run(&["--slow-client", "x"])
+                .unwrap_err()
+                .contains("disconnect or drop")
+        );
+        assert!(run(&["--rate", "-1"]).unwrap_err().contains("whole number"));
+        assert!(
+            run(&["--bogus"])
+                .unwrap_err()
+                .contains("unknown option --bogus")
+        );
+        assert!(run(&["stray"]).unwrap_err().contains("unexpected argument"));
+        assert!(run(&["--idle-timeout", "5y"]).unwrap_err().contains("unit"));
+        assert!(matches!(parse_args(["--help"]), Ok(Invocation::Help)));
+        assert!(matches!(parse_args(["-V"]), Ok(Invocation::Version)));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("4k"), Ok(4096));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert!(parse_bytes("1.5M").is_err());
+        assert!(parse_bytes("99999999999999999999G").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+}

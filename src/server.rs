@@ -1,0 +1,1191 @@
+//! The event loop. This is the only module that owns the `mio::Poll`.
+//!
+//! One turn of the loop:
+//!
+//! 1. `poll` for events (with a timeout from the nearest timer, or zero when
+//!    work was carried over from the last turn);
+//! 2. for each event: accept new clients, or read a client's socket and handle
+//!    its complete lines (a client's reads are capped per turn; one that had
+//!    more to give is remembered in `ready` and served next turn without a new
+//!    event, because mio is edge-triggered); a writable event only marks the
+//!    client for flushing;
+//! 3. serve the clients carried over, and the timers (rate-limit wake-ups,
+//!    idle and linger deadlines);
+//! 4. flush: every client with something new gets one `writev`, straight
+//!    from the turn's arena; what the socket did not take stays queued, and
+//!    `WRITABLE` interest is installed only while it does;
+//! 5. remove the clients that were closed during the turn, and announce
+//!    their leaving (which is queued for the next turn).
+//!
+//! Lines become output in `chat.rs`; this file moves bytes.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::client::{Client, Phase, who_from_addr};
+use crate::config::{Config, RESERVED_FDS, SlowClient};
+use crate::line_buffer::{Frame, LineBuffer};
+use crate::log_gate::{LogGate, held_note};
+use crate::metrics::MetricsEndpoint;
+use crate::out_queue::{Chunk, Entry, Flushed, Meter, WriteLimits};
+use crate::rate::TokenBucket;
+use crate::stats::{CloseReason, Gauges, Stats};
+
+const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+const METRICS: Token = Token(usize::MAX - 2);
+/// Tokens from here up belong to metrics connections; clients' tokens are
+/// their slab keys, far below.
+pub(crate) const METRICS_CONN_BASE: usize = usize::MAX / 2;
+
+/// Events taken from the poller per turn.
+const EVENTS_PER_TURN: usize = 1024;
+/// Bytes asked for in one read call.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from one client per turn at most, so one busy client cannot
+/// monopolise a turn; it is served again next turn.
+pub const READ_BUDGET: usize = 32 * 1024;
+/// Formatted output per turn at most: past this, reading stops until the
+/// turn's output is flushed, which bounds the arena and keeps each client's
+/// share of a turn within what one flush delivers.
+pub const ARENA_BUDGET: usize = 256 * 1024;
+/// Arena capacity kept between turns; anything grown beyond is given back.
+const ARENA_KEEP: usize = 64 * 1024;
+/// Bytes written to one client per turn at most.
+pub const WRITE_BUDGET: usize = 1024 * 1024;
+/// How long a leaving client's last output may take to flush before the
+/// connection is closed anyway.
+pub const LINGER: Duration = Duration::from_secs(10);
+/// Delay before accepting again after a resource error.
+const ACCEPT_RETRY_MS: u64 = 100;
+/// Shortest gap between two sweeps of the client list for idle timeouts.
+const MIN_SWEEP_GAP_MS: u64 = 10;
+
+/// How [`Server::run`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Shut down by SIGTERM/SIGINT after flushing.
+    Graceful,
+    /// A second signal arrived during shutdown.
+    Forced,
+}
+
+/// The chat server: a listener, its clients, and the loop that serves them.
+pub struct Server {
+    pub(crate) poll: Poll,
+    pub(crate) listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    pub(crate) config: Config,
+    max_clients: usize,
+    /// Every connected client, keyed by its poll token.
+    pub(crate) clients: Slab<Client>,
+    /// This turn's formatted broadcasts. Receivers' queues point into it; at
+    /// the end of the turn the part still needed is copied into a shared chunk
+    /// and the arena is cleared for the next turn.
+    pub(crate) arena: Vec<u8>,
+    /// Turn counter; tells current client marks from stale ones.
+    pub(crate) turn: u32,
+    /// Bytes held by shared output chunks.
+    meter: Meter,
+    /// Where reads land before they are copied to a client's line buffer.
+    scratch: Box<[u8]>,
+    /// Clients to read next turn without waiting for an event.
+    ready: Vec<usize>,
+    /// Clients with something to flush this turn.
+    pub(crate) dirty: Vec<usize>,
+    /// Clients to remove after this turn.
+    doomed: Vec<usize>,
+    /// Reused lists, so a turn allocates nothing.
+    visit: Vec<usize>,
+    sealing: Vec<usize>,
+    /// Rate-limited clients and when to read them again: (ms, key, id).
+    throttled: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    /// Names taken with `/nick` or `--ask-name`, by [`crate::command::name_key`].
+    pub(crate) names: HashMap<String, usize>,
+    /// Clients per source address, kept only with `--max-per-ip`.
+    per_ip: HashMap<IpAddr, usize>,
+    /// The last `--history` chat lines, formatted.
+    pub(crate) history: std::collections::VecDeque<Box<[u8]>>,
+    /// The `--motd` lines, cleaned, each ending in `\n`.
+    pub(crate) motd: Vec<u8>,
+    pub(crate) stats: Stats,
+    /// Clients in [`Phase::Joined`].
+    pub(crate) joined: usize,
+    next_id: u64,
+    pub(crate) next_joined_seq: u64,
+    clock: Instant,
+    /// Milliseconds since `clock`, taken once per turn.
+    pub(crate) now_ms: u64,
+    /// Reading is paused for everyone until queued output drains.
+    reading_paused: bool,
+    next_sweep_ms: Option<u64>,
+    accept_retry_ms: Option<u64>,
+    /// A descriptor held back so that, when accept fails with EMFILE, one can
+    /// be freed to accept and close the waiting connections.
+    reserve: Option<File>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    metrics: Option<MetricsEndpoint>,
+    shutdown_by_ms: Option<u64>,
+    pub(crate) gate_connect: LogGate,
+    pub(crate) gate_warn: LogGate,
+    gate_fd: LogGate,
+}
+
+impl Server {
+    /// Binds `config.listen` and prepares the server.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let addr = crate::config::resolve(&config.listen)?;
+        let listener = TcpListener::bind(addr)?;
+        Server::with_listener(listener, config)
+    }
+
+    /// Serves on an already bound listener (socket activation, tests).
+    pub fn from_std(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        Server::with_listener(TcpListener::from_std(listener), config)
+    }
+
+    fn with_listener(mut listener: TcpListener, config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let local_addr = listener.local_addr()?;
+        let max_clients = config.max_clients.unwrap_or_else(|| {
+            (crate::sys::fd_limit() as usize)
+                .saturating_sub(RESERVED_FDS)
+                .max(1)
+        });
+        let metrics = match &config.metrics {
+            Some(addr) => {
+                let addr = crate::config::resolve(addr)?;
+                Some(MetricsEndpoint::bind(addr, poll.registry(), METRICS)?)
+            }
+            None => None,
+        };
+        let mut server = Server {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            config,
+            max_clients,
+            clients: Slab::new(),
+            arena: Vec::with_capacity(ARENA_KEEP),
+            turn: 0,
+            meter: Meter::default(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            ready: Vec::new(),
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            visit: Vec::new(),
+            sealing: Vec::new(),
+            throttled: BinaryHeap::new(),
+            names: HashMap::new(),
+            per_ip: HashMap::new(),
+            history: Default::default(),
+            motd: Vec::new(),
+            stats: Stats::default(),
+            joined: 0,
+            next_id: 0,
+            next_joined_seq: 0,
+            clock: Instant::now(),
+            now_ms: 0,
+            reading_paused: false,
+            next_sweep_ms: None,
+            accept_retry_ms: None,
+            reserve: File::open("/dev/null").ok(),
+            signals: None,
+            metrics,
+            shutdown_by_ms: None,
+            gate_connect: LogGate::new(20),
+            gate_warn: LogGate::new(5),
+            gate_fd: LogGate::new(1),
+        };
+        server.load_motd()?;
+        server.schedule_sweep();
+        Ok(server)
+    }
+
+    /// The address actually bound (with the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address of the metrics endpoint, if `--metrics` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
+    }
+
+    /// The most clients served at once.
+    pub fn max_clients(&self) -> usize {
+        self.max_clients
+    }
+
+    /// Handles SIGTERM and SIGINT (graceful shutdown) and SIGHUP (re-read the
+    /// motd) inside the loop. Only the daemon does this; tests that run many
+    /// servers in one process do not.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Serves until shut down by a signal. Errors are returned only if the
+    /// poller itself fails; trouble with one client never ends the loop.
+    pub fn run(mut self) -> io::Result<Exit> {
+        let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now_ms = self.clock.elapsed().as_millis() as u64;
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => {
+                        if let Some(exit) = self.take_signals() {
+                            return Ok(exit);
+                        }
+                    }
+                    METRICS => self.accept_metrics(),
+                    Token(t) if t >= METRICS_CONN_BASE => self.metrics_event(t - METRICS_CONN_BASE),
+                    Token(key) => self.client_event(key, event),
+                }
+            }
+            self.fire_timers();
+            self.serve_ready();
+            self.flush_all();
+            self.remove_doomed();
+            if self.shutdown_by_ms.is_some() && self.shutdown_done() {
+                return Ok(Exit::Graceful);
+            }
+        }
+    }
+
+    /// How long `poll` may sleep: zero when work was carried over, else until
+    /// the nearest timer, else forever.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() || !self.dirty.is_empty() || !self.arena.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = self.clock.elapsed().as_millis() as u64;
+        let timers = [
+            self.throttled.peek().map(|Reverse((at, _, _))| *at),
+            self.next_sweep_ms,
+            self.accept_retry_ms,
+            self.shutdown_by_ms,
+            self.metrics.as_ref().and_then(|m| m.next_deadline()),
+        ];
+        timers
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| Duration::from_millis(at.saturating_sub(now)))
+    }
+
+    // ----- accepting -------------------------------------------------------
+
+    /// Accepts until `WouldBlock`. One failed accept never stops the server.
+    fn accept_all(&mut self) {
+        self.accept_retry_ms = None;
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, addr)) => self.admit(socket, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    self.shed_connections();
+                    return;
+                }
+                Err(e) if is_transient_accept_error(&e) => {
+                    debug!("accept: {e}");
+                }
+                Err(e) => {
+                    if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                        warn!("accept failed: {e}; retrying shortly{}", held_note(held));
+                    }
+                    self.accept_retry_ms = Some(self.now_ms + ACCEPT_RETRY_MS);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Out of descriptors: free the reserve, accept and close everything that
+    /// waits (with a best-effort notice), then take the reserve back. Without
+    /// this an edge-triggered listener would either stall (the backlog never
+    /// drains) or, level-triggered, spin.
+    fn shed_connections(&mut self) {
+        self.stats.fd_exhausted += 1;
+        self.reserve = None;
+        let mut shed = 0u64;
+        if let Some(listener) = &self.listener {
+            loop {
+                match listener.accept() {
+                    Ok((mut socket, _)) => {
+                        let _ = socket.write(b"*** server busy\n");
+                        self.stats.accepted += 1;
+                        self.stats.close(CloseReason::Busy);
+                        shed += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if is_transient_accept_error(&e) => {}
+                    Err(_) => {
+                        // Still no descriptor (something else holds them):
+                        // try again shortly rather than spin.
+                        self.accept_retry_ms = Some(self.now_ms + ACCEPT_RETRY_MS);
+                        break;
+                    }
+                }
+            }
+        }
+        self.reserve = File::open("/dev/null").ok();
+        if self.reserve.is_none() {
+            self.accept_retry_ms = Some(self.now_ms + ACCEPT_RETRY_MS);
+        }
+        if let Some(held) = self.gate_fd.pass(self.now_ms) {
+            warn!(
+                "descriptor limit reached with {} clients: closed {shed} new connections{}",
+                self.clients.len(),
+                held_note(held)
+            );
+        }
+    }
+
+    /// Decides whether a new connection may stay, and sets it up.
+    fn admit(&mut self, mut socket: TcpStream, addr: SocketAddr) {
+        self.stats.accepted += 1;
+        let ip = addr.ip().to_canonical();
+        let refusal = if self.shutdown_by_ms.is_some() {
+            Some((CloseReason::Shutdown, &b"*** server shutting down\n"[..]))
+        } else if self.clients.len() >= self.max_clients {
+            Some((CloseReason::Full, &b"*** server full\n"[..]))
+        } else if self.config.max_per_ip > 0
+            && self.per_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_per_ip
+        {
+            Some((
+                CloseReason::PerIp,
+                &b"*** too many connections from your address\n"[..],
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, notice)) = refusal {
+            // Best effort: a fresh socket's buffer takes a short line.
+            let _ = socket.write(notice);
+            self.stats.close(reason);
+            if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                warn!(
+                    "refused {}: {} ({} clients){}",
+                    who_from_addr(addr),
+                    reason.label(),
+                    self.clients.len(),
+                    held_note(held)
+                );
+            }
+            return;
+        }
+        if let Err(e) = self.configure(&socket) {
+            debug!("{addr}: socket options: {e}");
+        }
+        let entry = self.clients.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+        {
+            warn!("cannot register {addr}: {e}");
+            self.stats.close(CloseReason::Error);
+            return;
+        }
+        let who = who_from_addr(addr).into_boxed_str();
+        self.next_id += 1;
+        let bucket = TokenBucket::full(self.config.rate, self.now_ms);
+        let mut client = Client::new(socket, ip, who, self.next_id, bucket, self.now_ms);
+        client.mark = self.arena.len() as u32;
+        client.mark_turn = self.turn;
+        // Bytes may already be waiting; edge-triggered readiness may have fired
+        // before registration, so read it this turn.
+        client.readable = true;
+        entry.insert(client);
+        if self.config.max_per_ip > 0 {
+            *self.per_ip.entry(ip).or_insert(0) += 1;
+        }
+        if let Some(held) = self.gate_connect.pass(self.now_ms) {
+            info!(
+                "{} connected ({} clients){}",
+                self.clients[key].who,
+                self.clients.len(),
+                held_note(held)
+            );
+        }
+        if self.config.ask_name {
+            self.send(key, b"What is your name?\n");
+        } else {
+            self.join(key);
+        }
+        self.ready.push(key);
+    }
+
+    fn configure(&self, socket: &TcpStream) -> io::Result<()> {
+        // Chat lines are small and latency matters more than packet count;
+        // our own coalescing already batches a turn's output into one write.
+        socket.set_nodelay(true)?;
+        if let Some(size) = self.config.sndbuf {
+            socket2::SockRef::from(socket).set_send_buffer_size(size)?;
+        }
+        Ok(())
+    }
+
+    // ----- reading ---------------------------------------------------------
+
+    fn client_event(&mut self, key: usize, event: &mio::event::Event) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return; // A stale event for a client removed earlier.
+        };
+        if client.doomed {
+            return;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            client.write_blocked = false;
+            self.mark_dirty(key);
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.clients[key].readable = true;
+            self.serve_read(key);
+        }
+    }
+
+    /// Serves the clients that had more to read than one turn allows, or were
+    /// waiting for a rate-limit token or for the total-output pause to end.
+    fn serve_ready(&mut self) {
+        let ready = std::mem::take(&mut self.ready);
+        for &key in &ready {
+            if self.clients.contains(key) {
+                self.serve_read(key);
+            }
+        }
+        // Keep the allocation if nothing new was queued meanwhile.
+        if self.ready.is_empty() {
+            self.ready = ready;
+            self.ready.clear();
+        }
+    }
+
+    /// Handles what is buffered, then reads until `WouldBlock`, the per-turn
+    /// budget, or a stop (rate limit, arena budget, total-output pause).
+    fn serve_read(&mut self, key: usize) {
+        let client = &mut self.clients[key];
+        if client.doomed
+            || client.phase == Phase::Closing
+            || client.throttled
+            || self.reading_paused
+            || client.read_turn == self.turn
+        {
+            return;
+        }
+        client.read_turn = self.turn;
+        let mut input = std::mem::take(&mut client.input);
+        let mut stopped = self.handle_lines(key, &mut input);
+        let mut budget = READ_BUDGET;
+        let mut eof = false;
+        let mut failure = None;
+        while !stopped && self.clients[key].readable {
+            if budget == 0 {
+                self.ready.push(key);
+                break;
+            }
+            let client = &mut self.clients[key];
+            match client.socket.read(&mut self.scratch) {
+                Ok(0) => {
+                    client.readable = false;
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    input.push(&self.scratch[..n]);
+                    budget = budget.saturating_sub(n);
+                    stopped = self.handle_lines(key, &mut input);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    client.readable = false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    client.readable = false;
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if eof {
+            // The last line may lack its newline; it still counts.
+            if let Some(frame) = input.finish(self.config.max_line) {
+                self.handle_frame(key, frame);
+            }
+        }
+        let client = &mut self.clients[key];
+        input.release_if_empty();
+        client.input = input;
+        if let Some(e) = failure {
+            debug!("{}: read: {e}", client.who);
+            self.doom(key, CloseReason::Error);
+        } else if eof && !self.clients[key].doomed {
+            self.leave(key, CloseReason::Eof, None);
+        }
+    }
+
+    /// Handles complete lines from `input` until none is left or something
+    /// says stop. Returns true if it stopped early (input may remain).
+    fn handle_lines(&mut self, key: usize, input: &mut LineBuffer) -> bool {
+        loop {
+            let client = &mut self.clients[key];
+            if client.doomed || client.phase == Phase::Closing {
+                return true;
+            }
+            if self.reading_paused {
+                return true;
+            }
+            if self.arena.len() >= ARENA_BUDGET {
+                self.ready.push(key);
+                return true;
+            }
+            let held = self.meter.get() + self.arena.len();
+            if held > self.config.max_total_output {
+                self.pause_reading(held);
+                return true;
+            }
+            let rate = self.config.rate;
+            if rate > 0 && !client.bucket.ready(rate, self.now_ms) {
+                let wake = self.now_ms + client.bucket.wait_ms(rate);
+                client.throttled = true;
+                self.throttled.push(Reverse((wake, key, client.id)));
+                self.stats.rate_limited += 1;
+                return true;
+            }
+            let Some(frame) = input.next(self.config.max_line) else {
+                return false;
+            };
+            if rate > 0 {
+                self.clients[key].bucket.take();
+            }
+            self.handle_frame(key, frame);
+        }
+    }
+
+    fn handle_frame(&mut self, key: usize, frame: Frame<'_>) {
+        self.stats.lines_in += 1;
+        self.clients[key].last_heard_ms = self.now_ms;
+        match frame {
+            Frame::Line(line) => self.handle_line(key, line),
+            Frame::Cut(kept) => {
+                self.stats.cut_lines += 1;
+                self.handle_line(key, kept);
+                let notice = format!("*** line too long: cut to {} bytes\n", kept.len());
+                self.send(key, notice.as_bytes());
+                if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                    warn!(
+                        "{}: line over {} bytes cut{}",
+                        self.clients[key].who,
+                        self.config.max_line,
+                        held_note(held)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops reading from everyone until queued output falls below half of
+    /// `--max-total-output`. Nothing is dropped: TCP holds the senders back.
+    fn pause_reading(&mut self, held: usize) {
+        if !self.reading_paused {
+            self.reading_paused = true;
+            self.stats.total_pauses += 1;
+            warn!(
+                "{held} bytes queued for clients, over --max-total-output {}: pausing reads",
+                self.config.max_total_output
+            );
+        }
+    }
+
+    fn maybe_resume_reading(&mut self) {
+        if self.reading_paused && self.meter.get() < self.config.max_total_output / 2 {
+            self.reading_paused = false;
+            warn!(
+                "queued output down to {} bytes: reading again",
+                self.meter.get()
+            );
+            for (key, client) in &self.clients {
+                if client.readable || !client.input.is_empty() {
+                    self.ready.push(key);
+                }
+            }
+        }
+    }
+
+    // ----- timers ----------------------------------------------------------
+
+    fn fire_timers(&mut self) {
+        while let Some(&Reverse((at, key, id))) = self.throttled.peek() {
+            if at > self.now_ms {
+                break;
+            }
+            self.throttled.pop();
+            if let Some(client) = self.clients.get_mut(key)
+                && client.id == id
+            {
+                client.throttled = false;
+                self.ready.push(key);
+            }
+        }
+        if self.accept_retry_ms.is_some_and(|at| at <= self.now_ms) {
+            self.accept_all();
+        }
+        if self.next_sweep_ms.is_some_and(|at| at <= self.now_ms) {
+            self.sweep();
+        }
+        if let Some(metrics) = &mut self.metrics {
+            metrics.expire(self.now_ms);
+        }
+    }
+
+    /// Walks all clients for the idle timeout and for leaving clients whose
+    /// linger ran out, then schedules the next walk at the earliest deadline.
+    fn sweep(&mut self) {
+        let now = self.now_ms;
+        let idle_ms = self.config.idle_timeout.map(|d| d.as_millis() as u64);
+        let mut idle = Vec::new();
+        let mut expired = Vec::new();
+        for (key, client) in &self.clients {
+            if client.doomed {
+                continue;
+            }
+            match (client.phase, idle_ms) {
+                (Phase::Closing, _) if client.close_by_ms <= now => expired.push(key),
+                (Phase::Naming | Phase::Joined, Some(ms)) if now >= client.last_heard_ms + ms => {
+                    idle.push(key)
+                }
+                _ => {}
+            }
+        }
+        for key in idle {
+            self.send(key, b"*** idle timeout\n");
+            self.leave(key, CloseReason::Idle, None);
+        }
+        for key in expired {
+            let client = &self.clients[key];
+            debug!(
+                "{}: closing with {} bytes unsent after linger",
+                client.who,
+                client.output.len()
+            );
+            self.doom(key, CloseReason::Error);
+        }
+        self.schedule_sweep();
+    }
+
+    /// Sets the next sweep to the earliest idle or linger deadline.
+    fn schedule_sweep(&mut self) {
+        let idle_ms = self.config.idle_timeout.map(|d| d.as_millis() as u64);
+        let mut next: Option<u64> = None;
+        for (_, client) in &self.clients {
+            let due = match (client.phase, idle_ms) {
+                (Phase::Closing, _) => Some(client.close_by_ms),
+                (_, Some(ms)) => Some(client.last_heard_ms + ms),
+                _ => None,
+            };
+            next = match (next, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if let (None, Some(ms)) = (next, idle_ms) {
+            // No clients: the next newcomer cannot expire sooner than this.
+            next = Some(self.now_ms + ms);
+        }
+        self.next_sweep_ms = next.map(|at| at.max(self.now_ms + MIN_SWEEP_GAP_MS));
+    }
+
+    // ----- queueing --------------------------------------------------------
+
+    /// Queues the broadcasts of this turn that `key` has not been given yet.
+    /// Called before anything is queued for the client alone, so its private
+    /// lines and the broadcasts around them stay in order, and before the
+    /// client stops receiving.
+    pub(crate) fn catch_up(&mut self, key: usize) {
+        let client = &mut self.clients[key];
+        let from = client.region_start(self.turn);
+        let to = self.arena.len();
+        client.mark = to as u32;
+        client.mark_turn = self.turn;
+        if !client.receives() || from >= to {
+            return;
+        }
+        if client.skipping {
+            if client.output.len() < self.config.max_output / 2 {
+                // Drained enough: say what was lost before the next line.
+                client.skipping = false;
+                let notice = format!("*** {} lines skipped\n", client.skipped_unreported);
+                client.skipped_unreported = 0;
+                client
+                    .output
+                    .push(Entry::whole(Chunk::new(notice.as_bytes(), &self.meter)));
+            } else {
+                let lines = self.arena[from..to].iter().filter(|&&b| b == b'\n').count() as u64;
+                client.skipped_unreported += lines;
+                client.skipped_total += lines;
+                self.stats.skipped_lines += lines;
+                return;
+            }
+        }
+        client.output.push(Entry::arena(from, to));
+    }
+
+    /// Queues `bytes` (whole lines) for one client only.
+    pub(crate) fn send(&mut self, key: usize, bytes: &[u8]) {
+        self.catch_up(key);
+        let chunk = Chunk::new(bytes, &self.meter);
+        self.clients[key].output.push(Entry::whole(chunk));
+        self.stats.lines_out += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.mark_dirty(key);
+    }
+
+    pub(crate) fn mark_dirty(&mut self, key: usize) {
+        let client = &mut self.clients[key];
+        if !client.dirty {
+            client.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    // ----- flushing --------------------------------------------------------
+
+    /// Gives every client with new output one flush, enforces the per-client
+    /// cap, seals what is still unsent, and readies the arena for next turn.
+    fn flush_all(&mut self) {
+        let mut visit = std::mem::take(&mut self.visit);
+        visit.clear();
+        if self.arena.is_empty() {
+            visit.append(&mut self.dirty);
+        } else {
+            // A broadcast happened: everyone may have something.
+            self.dirty.clear();
+            visit.extend(self.clients.iter().map(|(key, _)| key));
+        }
+        let mut sealing = std::mem::take(&mut self.sealing);
+        sealing.clear();
+        let mut low = usize::MAX;
+        for &key in &visit {
+            let Some(client) = self.clients.get_mut(key) else {
+                continue;
+            };
+            client.dirty = false;
+            if client.doomed {
+                continue;
+            }
+            self.catch_up(key);
+            self.flush_client(key);
+            let client = &mut self.clients[key];
+            if client.doomed {
+                continue;
+            }
+            self.enforce_output_cap(key);
+            if let Some(at) = self.clients[key].output.arena_low() {
+                sealing.push(key);
+                low = low.min(at);
+            }
+        }
+        if !sealing.is_empty() {
+            // One copy of the still-needed tail of the arena, shared by all.
+            let chunk = Chunk::new(&self.arena[low..], &self.meter);
+            for &key in &sealing {
+                self.clients[key].output.seal(low, &chunk);
+            }
+        }
+        self.arena.clear();
+        if self.arena.capacity() > ARENA_KEEP {
+            self.arena.shrink_to(ARENA_KEEP);
+        }
+        self.turn = self.turn.wrapping_add(1);
+        self.visit = visit;
+        self.sealing = sealing;
+        self.maybe_resume_reading();
+    }
+
+    /// Writes what the client's socket takes now.
+    fn flush_client(&mut self, key: usize) {
+        let client = &mut self.clients[key];
+        if client.write_blocked && !client.output.is_empty() {
+            return; // Waiting for a writable event.
+        }
+        let limits = WriteLimits {
+            max_write: self.config.max_write,
+            budget: WRITE_BUDGET,
+        };
+        let report = client
+            .output
+            .write_to(&mut client.socket, &self.arena, limits);
+        self.stats.bytes_out += report.written as u64;
+        self.stats.short_writes += report.short_writes as u64;
+        match report.how {
+            Flushed::Drained => {
+                if client.write_interest {
+                    client.write_interest = false;
+                    let _ = self.poll.registry().reregister(
+                        &mut client.socket,
+                        Token(key),
+                        Interest::READABLE,
+                    );
+                }
+                if client.phase == Phase::Closing {
+                    // Everything said: close our side cleanly.
+                    let _ = client.socket.shutdown(std::net::Shutdown::Write);
+                    let reason = client.close_reason.unwrap_or(CloseReason::Eof);
+                    self.doom(key, reason);
+                }
+            }
+            Flushed::Blocked => {
+                client.write_blocked = true;
+                if !client.write_interest {
+                    client.write_interest = true;
+                    let _ = self.poll.registry().reregister(
+                        &mut client.socket,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                }
+            }
+            Flushed::OutOfBudget => {
+                client.dirty = true;
+                self.dirty.push(key);
+            }
+            Flushed::Failed(e) => {
+                debug!("{}: write: {e}", client.who);
+                self.doom(key, CloseReason::Error);
+            }
+        }
+    }
+
+    /// Applies `--max-output` to what is left after the flush.
+    fn enforce_output_cap(&mut self, key: usize) {
+        let cap = self.config.max_output;
+        let client = &mut self.clients[key];
+        if client.output.len() <= cap {
+            return;
+        }
+        match self.config.slow_client {
+            SlowClient::Disconnect => {
+                if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                    warn!(
+                        "{}: {} bytes queued, over --max-output {cap}: disconnecting{}",
+                        client.who,
+                        client.output.len(),
+                        held_note(held)
+                    );
+                }
+                self.doom(key, CloseReason::Slow);
+            }
+            SlowClient::Drop => {
+                let lines = client.output.truncate_lines(cap, &self.arena);
+                client.skipped_unreported += lines;
+                client.skipped_total += lines;
+                self.stats.skipped_lines += lines;
+                if !client.skipping {
+                    client.skipping = true;
+                    if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                        warn!(
+                            "{}: output over --max-output {cap}: skipping lines{}",
+                            client.who,
+                            held_note(held)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- leaving ---------------------------------------------------------
+
+    /// The client leaves: others are told, and its remaining output is flushed
+    /// before the connection closes (for at most [`LINGER`]).
+    pub(crate) fn leave(&mut self, key: usize, reason: CloseReason, why: Option<&[u8]>) {
+        let linger = LINGER.as_millis() as u64;
+        self.begin_closing(key, reason, self.now_ms + linger, true, why);
+    }
+
+    fn begin_closing(
+        &mut self,
+        key: usize,
+        reason: CloseReason,
+        close_by_ms: u64,
+        announce: bool,
+        why: Option<&[u8]>,
+    ) {
+        self.catch_up(key);
+        let client = &mut self.clients[key];
+        let was_joined = client.phase == Phase::Joined;
+        client.phase = Phase::Closing;
+        client.close_reason = Some(reason);
+        client.close_by_ms = close_by_ms;
+        if was_joined {
+            self.depart(key, announce, why);
+        }
+        self.mark_dirty(key);
+        self.next_sweep_ms = Some(
+            self.next_sweep_ms
+                .map_or(close_by_ms, |t| t.min(close_by_ms)),
+        );
+        self.log_leave(key, reason);
+    }
+
+    /// Takes a joined client out of the room: its name is freed and, if
+    /// `announce`, the others get `<who> has left`.
+    fn depart(&mut self, key: usize, announce: bool, why: Option<&[u8]>) {
+        self.joined -= 1;
+        let who = self.clients[key].who.clone();
+        self.names.remove(&crate::command::name_key(&who));
+        if announce {
+            self.arena.extend_from_slice(who.as_bytes());
+            self.arena.extend_from_slice(b" has left");
+            if let Some(why) = why {
+                self.arena.extend_from_slice(b" (");
+                crate::clean::clean_into(&mut self.arena, why);
+                self.arena.push(b')');
+            }
+            self.arena.push(b'\n');
+            self.stats.lines_out += self.joined as u64;
+        }
+    }
+
+    /// Marks a client for removal after this turn; its output is dropped.
+    pub(crate) fn doom(&mut self, key: usize, reason: CloseReason) {
+        let client = &mut self.clients[key];
+        if client.doomed {
+            return;
+        }
+        client.doomed = true;
+        client.close_reason.get_or_insert(reason);
+        client.output.clear();
+        self.doomed.push(key);
+    }
+
+    /// Removes the clients closed during this turn. Their leaving is announced
+    /// here, after the flush, so no broadcast is ever half-delivered; the
+    /// announcement goes out next turn.
+    fn remove_doomed(&mut self) {
+        let doomed = std::mem::take(&mut self.doomed);
+        for &key in &doomed {
+            let reason = self.clients[key].close_reason.unwrap_or(CloseReason::Error);
+            if self.clients[key].phase == Phase::Joined {
+                self.clients[key].phase = Phase::Closing;
+                self.depart(key, true, None);
+                self.log_leave(key, reason);
+            } else if self.clients[key].phase == Phase::Naming {
+                self.log_leave(key, reason);
+            }
+            let mut client = self.clients.remove(key);
+            let _ = self.poll.registry().deregister(&mut client.socket);
+            if self.config.max_per_ip > 0
+                && let Some(n) = self.per_ip.get_mut(&client.ip)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_ip.remove(&client.ip);
+                }
+            }
+            self.stats.close(reason);
+        }
+        self.doomed = doomed;
+        self.doomed.clear();
+    }
+
+    fn log_leave(&mut self, key: usize, reason: CloseReason) {
+        if let Some(held) = self.gate_connect.pass(self.now_ms) {
+            info!(
+                "{} left: {} ({} clients){}",
+                self.clients[key].who,
+                reason.label(),
+                self.clients.len() - 1,
+                held_note(held)
+            );
+        }
+    }
+
+    // ----- signals and shutdown ---------------------------------------------
+
+    fn take_signals(&mut self) -> Option<Exit> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let pending: Vec<i32> = match &mut self.signals {
+            Some(signals) => signals.pending().collect(),
+            None => return None,
+        };
+        for signal in pending {
+            match signal {
+                SIGHUP => {
+                    if let Err(e) = self.load_motd() {
+                        warn!("SIGHUP: cannot re-read motd: {e}; keeping the old one");
+                    } else if let Some(path) = &self.config.motd {
+                        info!(
+                            "SIGHUP: re-read motd {} ({} bytes)",
+                            path.display(),
+                            self.motd.len()
+                        );
+                    } else {
+                        info!("SIGHUP: no --motd to re-read");
+                    }
+                }
+                SIGTERM | SIGINT if self.shutdown_by_ms.is_some() => {
+                    let unsent: usize = self.clients.iter().map(|(_, c)| c.output.len()).sum();
+                    warn!(
+                        "second signal: exiting now with {} clients and {unsent} bytes unsent",
+                        self.clients.len()
+                    );
+                    return Some(Exit::Forced);
+                }
+                SIGTERM | SIGINT => self.begin_shutdown(),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Stops accepting, tells everyone, and keeps flushing until every queue
+    /// is empty or `--shutdown-grace` has passed.
+    pub(crate) fn begin_shutdown(&mut self) {
+        let grace = self.config.shutdown_grace.as_millis() as u64;
+        let by = self.now_ms + grace;
+        info!(
+            "shutting down: {} clients, up to {:?} to flush",
+            self.clients.len(),
+            self.config.shutdown_grace
+        );
+        let _ = crate::sys::notify_systemd("STOPPING=1");
+        self.shutdown_by_ms = Some(by);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        if let Some(metrics) = self.metrics.take() {
+            metrics.close_all(self.poll.registry());
+        }
+        let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if self.clients[key].doomed {
+                continue;
+            }
+            self.send(key, b"*** server shutting down\n");
+            let client = &mut self.clients[key];
+            if client.phase == Phase::Closing {
+                client.close_by_ms = client.close_by_ms.min(by);
+            } else {
+                self.catch_up(key);
+                let client = &mut self.clients[key];
+                if client.phase == Phase::Joined {
+                    self.joined -= 1;
+                }
+                client.phase = Phase::Closing;
+                client.close_reason = Some(CloseReason::Shutdown);
+                client.close_by_ms = by;
+            }
+        }
+        self.next_sweep_ms = Some(by);
+    }
+
+    fn shutdown_done(&mut self) -> bool {
+        if self.clients.is_empty() {
+            info!("shutdown complete: all output delivered");
+            return true;
+        }
+        if self.shutdown_by_ms.is_some_and(|by| self.now_ms >= by) {
+            let unsent: usize = self.clients.iter().map(|(_, c)| c.output.len()).sum();
+            warn!(
+                "shutdown grace over: closing {} clients with {unsent} bytes unsent",
+                self.clients.len()
+            );
+            return true;
+        }
+        false
+    }
+
+    // ----- metrics -----------------------------------------------------------
+
+    fn accept_metrics(&mut self) {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.accept_all(self.poll.registry(), self.now_ms);
+        }
+    }
+
+    fn metrics_event(&mut self, conn: usize) {
+        let gauges = self.gauges();
+        if let Some(metrics) = &mut self.metrics {
+            metrics.serve(conn, self.poll.registry(), &self.stats, &gauges);
+        }
+    }
+
+    /// What the server holds right now.
+    pub(crate) fn gauges(&self) -> Gauges {
+        Gauges {
+            clients: self.clients.len(),
+            queued_bytes: self.meter.get() + self.arena.len(),
+            reading_paused: self.reading_paused,
+            rss_bytes: crate::stats::rss_bytes(),
+        }
+    }
+
+    /// Re-reads the `--motd` file into cleaned lines.
+    fn load_motd(&mut self) -> io::Result<()> {
+        let Some(path) = &self.config.motd else {
+            return Ok(());
+        };
+        let text = std::fs::read(path)?;
+        let mut motd = Vec::with_capacity(text.len());
+        let mut lines = LineBuffer::default();
+        lines.push(&text);
+        let max = self.config.max_line;
+        while let Some(Frame::Line(line) | Frame::Cut(line)) = lines.next(max) {
+            crate::clean::clean_into(&mut motd, line);
+            motd.push(b'\n');
+        }
+        if let Some(Frame::Line(line) | Frame::Cut(line)) = lines.finish(max) {
+            crate::clean::clean_into(&mut motd, line);
+            motd.push(b'\n');
+        }
+        self.motd = motd;
+        Ok(())
+    }
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    // EMFILE (24): this process is out of descriptors; ENFILE (23): the system is.
+    matches!(e.raw_os_error(), Some(23) | Some(24))
+}
+
+/// Errors that concern one connection only (it was aborted or reset before we
+/// took it): skip it and keep accepting.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::PermissionDenied
+    ) || matches!(e.raw_os_error(), Some(71)) // EPROTO
+}

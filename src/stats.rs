@@ -1,0 +1,275 @@
+//! Counters the server keeps, and the two ways they are shown: the `/stats`
+//! line a client can ask for, and Prometheus text for `--metrics`.
+
+use std::fmt::Write as _;
+
+/// Why a connection ended. Each reason is a separate metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed its side (end of input).
+    Eof,
+    /// The client typed `/quit`.
+    Quit,
+    /// A read or write failed (reset, broken pipe, ...).
+    Error,
+    /// Its queue passed `--max-output` under `--slow-client disconnect`.
+    Slow,
+    /// It sent nothing for `--idle-timeout`.
+    Idle,
+    /// Over `--max-clients`.
+    Full,
+    /// Over `--max-per-ip`.
+    PerIp,
+    /// Accepted only to be closed while descriptors ran out.
+    Busy,
+    /// The server shut down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Every reason, in metric order.
+    pub const ALL: [CloseReason; 9] = [
+        CloseReason::Eof,
+        CloseReason::Quit,
+        CloseReason::Error,
+        CloseReason::Slow,
+        CloseReason::Idle,
+        CloseReason::Full,
+        CloseReason::PerIp,
+        CloseReason::Busy,
+        CloseReason::Shutdown,
+    ];
+
+    /// The label used in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Eof => "eof",
+            CloseReason::Quit => "quit",
+            CloseReason::Error => "error",
+            CloseReason::Slow => "slow",
+            CloseReason::Idle => "idle",
+            CloseReason::Full => "full",
+            CloseReason::PerIp => "per_ip",
+            CloseReason::Busy => "busy",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Monotonic counters since start. Plain integers: one thread owns them.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Connections accepted (including ones closed at once as full or busy).
+    pub accepted: u64,
+    /// Connections closed, by reason (indexed like [`CloseReason::ALL`]).
+    pub closed: [u64; 9],
+    /// Lines read from clients (after framing, including commands).
+    pub lines_in: u64,
+    /// Lines queued for delivery: one per recipient per line.
+    pub lines_out: u64,
+    /// Bytes handed to client sockets.
+    pub bytes_out: u64,
+    /// Write calls that took fewer bytes than offered.
+    pub short_writes: u64,
+    /// Lines skipped for clients under `--slow-client drop`.
+    pub skipped_lines: u64,
+    /// Lines longer than `--max-line` that were cut.
+    pub cut_lines: u64,
+    /// Times a client's reading stopped because its rate was used up.
+    pub rate_limited: u64,
+    /// Times reading stopped for everyone because `--max-total-output` was hit.
+    pub total_pauses: u64,
+    /// Times accept failed for want of descriptors.
+    pub fd_exhausted: u64,
+}
+
+impl Stats {
+    /// Counts a closed connection.
+    pub fn close(&mut self, reason: CloseReason) {
+        let i = CloseReason::ALL
+            .iter()
+            .position(|&r| r == reason)
+            .expect("listed");
+        self.closed[i] += 1;
+    }
+
+    /// Connections closed for `reason` so far.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        let i = CloseReason::ALL
+            .iter()
+            .position(|&r| r == reason)
+            .expect("listed");
+        self.closed[i]
+    }
+}
+
+/// Values that are not counters: what the server holds right now.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    pub clients: usize,
+    pub queued_bytes: usize,
+    pub reading_paused: bool,
+    pub rss_bytes: Option<u64>,
+}
+
+/// Renders Prometheus text exposition format (version 0.0.4).
+pub fn render_prometheus(stats: &Stats, gauges: &Gauges) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP natter_{name} {help}");
+        let _ = writeln!(out, "# TYPE natter_{name} {kind}");
+        let _ = writeln!(out, "natter_{name} {value}");
+    };
+    metric(
+        "clients",
+        "gauge",
+        "Connected clients.",
+        gauges.clients as u64,
+    );
+    metric(
+        "accepted_connections_total",
+        "counter",
+        "Connections accepted.",
+        stats.accepted,
+    );
+    metric(
+        "lines_in_total",
+        "counter",
+        "Lines read from clients.",
+        stats.lines_in,
+    );
+    metric(
+        "lines_out_total",
+        "counter",
+        "Lines queued for delivery (one per recipient).",
+        stats.lines_out,
+    );
+    metric(
+        "bytes_out_total",
+        "counter",
+        "Bytes written to client sockets.",
+        stats.bytes_out,
+    );
+    metric(
+        "queued_output_bytes",
+        "gauge",
+        "Output bytes held for clients now.",
+        gauges.queued_bytes as u64,
+    );
+    metric(
+        "short_writes_total",
+        "counter",
+        "Write calls that took fewer bytes than offered.",
+        stats.short_writes,
+    );
+    metric(
+        "slow_client_disconnects_total",
+        "counter",
+        "Clients closed because their queue passed --max-output.",
+        stats.closed(CloseReason::Slow),
+    );
+    metric(
+        "skipped_lines_total",
+        "counter",
+        "Lines skipped for slow clients under --slow-client drop.",
+        stats.skipped_lines,
+    );
+    metric(
+        "cut_lines_total",
+        "counter",
+        "Input lines cut at --max-line.",
+        stats.cut_lines,
+    );
+    metric(
+        "rate_limited_reads_total",
+        "counter",
+        "Times reading a client paused because its --rate was used up.",
+        stats.rate_limited,
+    );
+    metric(
+        "read_pauses_total",
+        "counter",
+        "Times reading paused for everyone at --max-total-output.",
+        stats.total_pauses,
+    );
+    metric(
+        "reading_paused",
+        "gauge",
+        "1 while reading is paused for everyone.",
+        gauges.reading_paused as u64,
+    );
+    metric(
+        "fd_exhaustion_total",
+        "counter",
+        "Accepts that failed for want of descriptors.",
+        stats.fd_exhausted,
+    );
+    if let Some(rss) = gauges.rss_bytes {
+        metric(
+            "resident_memory_bytes",
+            "gauge",
+            "Resident set size of the process.",
+            rss,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP natter_closed_connections_total Connections closed, by reason."
+    );
+    let _ = writeln!(out, "# TYPE natter_closed_connections_total counter");
+    for (reason, n) in CloseReason::ALL.iter().zip(stats.closed) {
+        let _ = writeln!(
+            out,
+            "natter_closed_connections_total{{reason=\"{}\"}} {n}",
+            reason.label()
+        );
+    }
+    out
+}
+
+/// Reads this process's resident set size from `/proc/self/status`.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_every_metric_once_with_help_and_type() {
+        let mut stats = Stats {
+            lines_in: 7,
+            ..Stats::default()
+        };
+        stats.close(CloseReason::Slow);
+        stats.close(CloseReason::Eof);
+        stats.close(CloseReason::Eof);
+        let text = render_prometheus(
+            &stats,
+            &Gauges {
+                clients: 3,
+                queued_bytes: 10,
+                reading_paused: false,
+                rss_bytes: Some(4096),
+            },
+        );
+        assert!(text.contains("\nnatter_lines_in_total 7\n"));
+        assert!(text.contains("\nnatter_clients 3\n"));
+        assert!(text.contains("\nnatter_slow_client_disconnects_total 1\n"));
+        assert!(text.contains("natter_closed_connections_total{reason=\"eof\"} 2\n"));
+        assert!(text.contains("\nnatter_resident_memory_bytes 4096\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+        }
+    }
+
+    #[test]
+    fn rss_is_readable_here() {
+        assert!(rss_bytes().unwrap() > 0);
+    }
+}
