@@ -1,0 +1,311 @@
+//! Shared helpers for the integration tests: a server on `127.0.0.1:0` per
+//! test (in a thread, or as a child process when a test needs its own PID),
+//! and a line-oriented client that waits for bytes with a timeout instead of
+//! sleeping.
+
+#![allow(dead_code)] // Each test file uses a different subset.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use natter::{Config, Server};
+
+/// How long a test waits for an expected line before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A config for tests: an ephemeral loopback port, otherwise the defaults.
+pub fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    }
+}
+
+/// Starts a server with `config` on its own thread; returns its address.
+/// The thread lives until the test process ends. (The server is built on
+/// its thread because it is deliberately not `Send`: it is single-threaded
+/// through and through.)
+pub fn start(config: Config) -> SocketAddr {
+    try_start(config).expect("bind")
+}
+
+/// Like [`start`], but returns the bind error instead of failing.
+pub fn try_start(config: Config) -> std::io::Result<SocketAddr> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || match Server::bind(config) {
+        Ok(server) => {
+            tx.send(Ok(server.local_addr())).unwrap();
+            server.run().expect("event loop");
+        }
+        Err(e) => tx.send(Err(e)).unwrap(),
+    });
+    rx.recv().unwrap()
+}
+
+/// A test client speaking lines.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+    /// How the server names this client (`You are <who>`), once known.
+    pub who: String,
+}
+
+impl Client {
+    /// Connects without reading anything.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            reader: BufReader::new(stream),
+            who: String::new(),
+        }
+    }
+
+    /// Connects and reads the `You are <who>` greeting.
+    pub fn join(addr: SocketAddr) -> Client {
+        let mut c = Client::connect(addr);
+        let hello = c.line();
+        c.who = hello
+            .strip_prefix("You are ")
+            .unwrap_or_else(|| panic!("expected a greeting, got {hello:?}"))
+            .to_string();
+        c
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.reader
+            .get_ref()
+            .write_all(bytes.as_ref())
+            .expect("send");
+    }
+
+    /// Sends one line (adds `\n`).
+    pub fn say(&mut self, line: &str) {
+        self.send(format!("{line}\n"));
+    }
+
+    /// Reads one line, without its `\n`. Fails the test on timeout or EOF.
+    pub fn line(&mut self) -> String {
+        let raw = self.raw_line();
+        assert!(raw.ends_with(b"\n"), "connection closed mid-line: {raw:?}");
+        String::from_utf8(raw[..raw.len() - 1].to_vec()).expect("server sent UTF-8")
+    }
+
+    /// Reads one line including its `\n`, as bytes; empty at EOF.
+    pub fn raw_line(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(_) => buf,
+            Err(e) => panic!("{}: waiting for a line: {e} (got {buf:?})", self.who),
+        }
+    }
+
+    /// Reads one line and checks it.
+    pub fn expect(&mut self, want: &str) {
+        let got = self.line();
+        assert_eq!(got, want, "{} got the wrong line", self.who);
+    }
+
+    /// Reads lines until one satisfies `f`; returns it. Other lines are skipped.
+    pub fn until(&mut self, mut f: impl FnMut(&str) -> bool) -> String {
+        loop {
+            let line = self.line();
+            if f(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Asserts the server closes the connection (EOF) within `PATIENCE`
+    /// without sending another line first.
+    pub fn expect_closed(&mut self) {
+        let raw = self.raw_line();
+        assert!(
+            raw.is_empty(),
+            "expected EOF, got {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+
+    /// Sends `/stats` and parses the answer into a map.
+    pub fn stats(&mut self) -> HashMap<String, u64> {
+        self.say("/stats");
+        let line = self.until(|l| l.starts_with("*** stats: "));
+        parse_stats(&line)
+    }
+
+    /// Half-closes: no more input from us.
+    pub fn finish_sending(&self) {
+        self.reader.get_ref().shutdown(Shutdown::Write).unwrap();
+    }
+
+    /// Reads everything until EOF.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        self.reader.read_to_end(&mut all).expect("read to end");
+        all
+    }
+}
+
+/// Parses `*** stats: a=1 b=2`.
+pub fn parse_stats(line: &str) -> HashMap<String, u64> {
+    line.trim_start_matches("*** stats: ")
+        .split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().expect("number")))
+        .collect()
+}
+
+/// Reads from `stream` until `want` bytes arrived or the deadline passes.
+pub fn read_exact_bytes(stream: &mut TcpStream, want: usize) -> Vec<u8> {
+    let mut buf = vec![0; want];
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.read_exact(&mut buf).expect("read_exact");
+    buf
+}
+
+/// The natter binary started as a child process, for tests that need its
+/// PID (memory, descriptors, signals) or a process-wide setting.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Daemon {
+    /// Starts `natter --listen 127.0.0.1:0 <args>` and waits for its
+    /// `listening on` log line.
+    pub fn start(args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter"));
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        Daemon::spawn(cmd)
+    }
+
+    /// Starts a prepared command (stderr is captured, `RUST_LOG` is `info`
+    /// unless the command sets it).
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let mut child = cmd.spawn().expect("spawn natter");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let addr = loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("natter exited before listening");
+            }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                break addr.parse().expect("address in log line");
+            }
+        };
+        Daemon {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in KiB, from `/proc/PID/status`.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Open descriptors, from `/proc/PID/fd`.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// CPU time used so far (user + system), from `/proc/PID/stat`.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        // utime and stime are fields 14 and 15 of the whole line.
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux.
+    }
+
+    /// Sends a signal by PID (with the shell's `kill`, present everywhere).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill -{name} {}", self.pid())])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, at most `PATIENCE`.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "natter did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads log lines until one contains `needle`; returns it.
+    pub fn log_until(&mut self, needle: &str) -> String {
+        loop {
+            let mut line = String::new();
+            if self.stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("log ended before {needle:?}");
+            }
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A field of `/proc/PID/status` in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Polls `f` until it returns true or `PATIENCE` passes. For conditions that
+/// are not bytes on a socket (a process's descriptor count, say).
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True if `e` is a read timeout.
+pub fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
