@@ -78,6 +78,22 @@ impl LineBuffer {
         self.buf.capacity()
     }
 
+    /// True if [`LineBuffer::next`] would return a frame. Used to decide
+    /// whether a client out of rate tokens must wait: one still in the middle
+    /// of a line may go on reading.
+    pub fn has_frame(&self, max: usize) -> bool {
+        let data = self.pending();
+        let data = if self.discarding {
+            match memchr(b'\n', data) {
+                Some(i) => &data[i + 1..],
+                None => return false,
+            }
+        } else {
+            data
+        };
+        data.len() >= max + 2 || memchr(b'\n', data).is_some()
+    }
+
     /// Takes the next frame, if a whole one has arrived.
     ///
     /// `max` is the longest line content kept, in bytes (at least 1).
@@ -276,6 +292,22 @@ mod tests {
             frames(&[b"\x80\x80\x80\x80\x80\x80\n"], 4),
             vec![(true, vec![0x80; 4])]
         );
+    }
+
+    #[test]
+    fn has_frame_says_whether_next_would_give_one() {
+        let mut buf = LineBuffer::default();
+        for chunk in [&b"ab"[..], b"c\nd", b"efghijkl", b"mn\n", b"xy\n"] {
+            buf.push(chunk);
+            loop {
+                let promised = buf.has_frame(4);
+                let got = buf.next(4).is_some();
+                assert_eq!(promised, got, "after {chunk:?}");
+                if !got {
+                    break;
+                }
+            }
+        }
     }
 
     #[test]

@@ -56,8 +56,12 @@ const READ_CHUNK: usize = 16 * 1024;
 pub const READ_BUDGET: usize = 32 * 1024;
 /// Formatted output per turn at most: past this, reading stops until the
 /// turn's output is flushed, which bounds the arena and keeps each client's
-/// share of a turn within what one flush delivers.
+/// share of a turn within what one flush delivers. It is lowered to half of
+/// `--max-output` when that is smaller, so one turn's burst alone can never
+/// push a client that keeps up over its cap.
 pub const ARENA_BUDGET: usize = 256 * 1024;
+/// The arena budget is never lowered below this.
+const MIN_ARENA_BUDGET: usize = 4 * 1024;
 /// Arena capacity kept between turns; anything grown beyond is given back.
 const ARENA_KEEP: usize = 64 * 1024;
 /// Bytes written to one client per turn at most.
@@ -86,6 +90,9 @@ pub struct Server {
     local_addr: SocketAddr,
     pub(crate) config: Config,
     max_clients: usize,
+    /// Formatted output allowed per turn: [`ARENA_BUDGET`], or less with a
+    /// small `--max-output`.
+    arena_budget: usize,
     /// Every connected client, keyed by its poll token.
     pub(crate) clients: Slab<Client>,
     /// This turn's formatted broadcasts. Receivers' queues point into it; at
@@ -171,12 +178,14 @@ impl Server {
             }
             None => None,
         };
+        let arena_budget = ARENA_BUDGET.min((config.max_output / 2).max(MIN_ARENA_BUDGET));
         let mut server = Server {
             poll,
             listener: Some(listener),
             local_addr,
             config,
             max_clients,
+            arena_budget,
             clients: Slab::new(),
             arena: Vec::with_capacity(ARENA_KEEP),
             turn: 0,
@@ -499,8 +508,14 @@ impl Server {
             || client.phase == Phase::Closing
             || client.throttled
             || self.reading_paused
-            || client.read_turn == self.turn
         {
+            // Whatever paused it puts it back on the ready list when it ends.
+            return;
+        }
+        if client.read_turn == self.turn {
+            // Already had its share this turn (an event and the ready list can
+            // both name it): serve it next turn.
+            self.ready.push(key);
             return;
         }
         client.read_turn = self.turn;
@@ -565,7 +580,7 @@ impl Server {
             if self.reading_paused {
                 return true;
             }
-            if self.arena.len() >= ARENA_BUDGET {
+            if self.arena.len() >= self.arena_budget {
                 self.ready.push(key);
                 return true;
             }
@@ -575,7 +590,10 @@ impl Server {
                 return true;
             }
             let rate = self.config.rate;
-            if rate > 0 && !client.bucket.ready(rate, self.now_ms) {
+            if rate > 0
+                && !client.bucket.ready(rate, self.now_ms)
+                && input.has_frame(self.config.max_line)
+            {
                 let wake = self.now_ms + client.bucket.wait_ms(rate);
                 client.throttled = true;
                 self.throttled.push(Reverse((wake, key, client.id)));
