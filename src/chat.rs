@@ -104,8 +104,10 @@ impl Server {
         }
     }
 
-    /// Under `--ask-name`: the first lines are name attempts.
+    /// Under `--ask-name`: the first lines are name attempts (surrounding
+    /// blanks ignored, as for `/nick`).
     fn take_name(&mut self, key: usize, raw: &[u8]) {
+        let raw = raw.trim_ascii();
         match self.check_name(key, raw) {
             Ok(name) => {
                 self.names.insert(name_key(&name), key);

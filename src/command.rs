@@ -117,10 +117,12 @@ pub fn validate_name(raw: &[u8]) -> Result<&str, &'static str> {
     Ok(name)
 }
 
-/// The form names are compared in: two names are the same if their
-/// lowercase forms are.
+/// The form names are compared in: two names are the same if they are equal
+/// without regard to case. Uppercasing first folds the letters that have more
+/// than one lowercase form (`ſ` and `s`, `ς` and `σ`, `ß` and `ss`), which
+/// `to_lowercase` alone keeps apart.
 pub fn name_key(name: &str) -> String {
-    name.to_lowercase()
+    name.to_uppercase().to_lowercase()
 }
 
 #[cfg(test)]
@@ -201,5 +203,10 @@ mod tests {
         );
         assert!(validate_name("é".repeat(24).as_bytes()).is_ok());
         assert_eq!(name_key("ÄLICE"), name_key("älice"));
+        assert_eq!(name_key("ſam"), name_key("Sam"));
+        assert_eq!(name_key("οδοσ"), name_key("ΟΔΟΣ"));
+        assert_eq!(name_key("Straße"), name_key("STRASSE"));
+        assert_eq!(name_key("\u{212A}elvin"), name_key("kelvin"));
+        assert_ne!(name_key("alice"), name_key("alicia"));
     }
 }
