@@ -91,7 +91,7 @@ impl LineBuffer {
         } else {
             data
         };
-        data.len() >= max + 2 || memchr(b'\n', data).is_some()
+        data.len() >= max.saturating_add(2) || memchr(b'\n', data).is_some()
     }
 
     /// Takes the next frame, if a whole one has arrived.
@@ -117,7 +117,7 @@ impl LineBuffer {
         // A line of `max` bytes may be followed by `\r\n`, so a newline is
         // looked for in the first `max + 2` bytes; past that the line is
         // certainly too long.
-        let window = data.len().min(max + 2);
+        let window = data.len().min(max.saturating_add(2));
         match memchr(b'\n', &data[..window]) {
             Some(i) => {
                 let begin = self.start;
@@ -129,7 +129,7 @@ impl LineBuffer {
                     Some(Frame::Cut(cut(line, max)))
                 }
             }
-            None if data.len() >= max + 2 => {
+            None if data.len() >= max.saturating_add(2) => {
                 let begin = self.start;
                 self.start += max + 2;
                 self.discarding = true;

@@ -264,6 +264,16 @@ impl Server {
                 return Err(e);
             }
             self.now_ms = self.clock.elapsed().as_millis() as u64;
+            // Checked before the timers: the sweep would close the clients
+            // whose deadline is the same, and their unsent bytes would go
+            // unreported ("all output delivered").
+            if self.grace_over() {
+                return Ok(Exit::Graceful);
+            }
+            // The clients carried over from earlier turns. Whatever is put
+            // on `ready` from here on (a read that used up its budget, a
+            // rate-limit wake-up, a newcomer) is served next turn.
+            let carried = std::mem::take(&mut self.ready);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -278,7 +288,7 @@ impl Server {
                 }
             }
             self.fire_timers();
-            self.serve_ready();
+            self.serve_ready(carried);
             self.flush_all();
             self.remove_doomed();
             if self.shutdown_by_ms.is_some() && self.shutdown_done() {
@@ -486,16 +496,15 @@ impl Server {
 
     /// Serves the clients that had more to read than one turn allows, or were
     /// waiting for a rate-limit token or for the total-output pause to end.
-    fn serve_ready(&mut self) {
-        let ready = std::mem::take(&mut self.ready);
-        for &key in &ready {
+    fn serve_ready(&mut self, carried: Vec<usize>) {
+        for &key in &carried {
             if self.clients.contains(key) {
                 self.serve_read(key);
             }
         }
         // Keep the allocation if nothing new was queued meanwhile.
         if self.ready.is_empty() {
-            self.ready = ready;
+            self.ready = carried;
             self.ready.clear();
         }
     }
@@ -513,9 +522,8 @@ impl Server {
             return;
         }
         if client.read_turn == self.turn {
-            // Already had its share this turn (an event and the ready list can
-            // both name it): serve it next turn.
-            self.ready.push(key);
+            // Already had its share this turn (an event came before the entry
+            // carried over): that read put it back on `ready` if it had more.
             return;
         }
         client.read_turn = self.turn;
@@ -1132,15 +1140,21 @@ impl Server {
             info!("shutdown complete: all output delivered");
             return true;
         }
-        if self.shutdown_by_ms.is_some_and(|by| self.now_ms >= by) {
-            let unsent: usize = self.clients.iter().map(|(_, c)| c.output.len()).sum();
-            warn!(
-                "shutdown grace over: closing {} clients with {unsent} bytes unsent",
-                self.clients.len()
-            );
-            return true;
+        self.grace_over()
+    }
+
+    /// True once `--shutdown-grace` has passed during shutdown; logs what is
+    /// left.
+    fn grace_over(&self) -> bool {
+        if !self.shutdown_by_ms.is_some_and(|by| self.now_ms >= by) {
+            return false;
         }
-        false
+        let unsent: usize = self.clients.iter().map(|(_, c)| c.output.len()).sum();
+        warn!(
+            "shutdown grace over: closing {} clients with {unsent} bytes unsent",
+            self.clients.len()
+        );
+        true
     }
 
     // ----- metrics -----------------------------------------------------------
