@@ -309,3 +309,16 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 pub fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
+
+/// Like [`start`] for a config with `metrics` set: returns the chat address
+/// and the metrics address (from [`Server::metrics_addr`]).
+pub fn start_with_metrics(config: Config) -> (SocketAddr, SocketAddr) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let server = Server::bind(config).expect("bind");
+        let metrics = server.metrics_addr().expect("config.metrics is set");
+        tx.send((server.local_addr(), metrics)).unwrap();
+        server.run().expect("event loop");
+    });
+    rx.recv().unwrap()
+}
