@@ -1,0 +1,602 @@
+#!/usr/bin/env bash
+# Compare natter with the reference Go chat server (gopl ch. 8) and
+# `ncat --chat`, and write docs/benchmarks.md and docs/benchmarks-throughput.svg.
+#
+#   bench/compare.sh                  # full comparison: 3 runs of everything
+#   QUICK=1 bench/compare.sh          # one short run of each scenario (smoke test)
+#   SERVERS="natter ref" bench/compare.sh
+#
+# Environment:
+#   QUICK=1            one short run per scenario (1 s measured, idle with 1000
+#                      clients unless IDLE_N is set)
+#   SERVERS="..."      any of: natter ref ncat (default: all three)
+#   RUNS=N             runs per scenario (default 3; QUICK: 1)
+#   DURATION=S         measured seconds (default 5; QUICK: 1)
+#   WARMUP=S           warm-up seconds (default 1; QUICK: 0.5)
+#   IDLE_N=N           idle clients (default 10000; QUICK: 1000)
+#   SERVER_CPU=0 GEN_CPU=1   the cores the server and the generator are pinned to
+#   REF_SRC=DIR        reference server source (default ../shared/reference/gopl-chat)
+#   BUILD=0            use the natter and natter-bench binaries already in
+#                      target/release instead of building them
+#   OUT_MD=FILE        report (default docs/benchmarks.md)
+#   OUT_SVG=FILE       chart (default docs/benchmarks-throughput.svg)
+#
+# Every server runs pinned to SERVER_CPU, the generator to GEN_CPU, each server
+# freshly started per run on a free loopback port and killed by its PID
+# afterwards (and on exit). Raw JSON results stay in a temporary folder whose
+# path is printed at the end.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+QUICK=${QUICK:-0}
+SERVERS=${SERVERS:-"natter ref ncat"}
+if [[ $QUICK == 1 ]]; then
+    RUNS=${RUNS:-1}
+    DURATION=${DURATION:-1}
+    WARMUP=${WARMUP:-0.5}
+    IDLE_N=${IDLE_N:-1000}
+else
+    RUNS=${RUNS:-3}
+    DURATION=${DURATION:-5}
+    WARMUP=${WARMUP:-1}
+    IDLE_N=${IDLE_N:-10000}
+fi
+SERVER_CPU=${SERVER_CPU:-0}
+GEN_CPU=${GEN_CPU:-1}
+REF_SRC=${REF_SRC:-$ROOT/../shared/reference/gopl-chat}
+OUT_MD=${OUT_MD:-$ROOT/docs/benchmarks.md}
+OUT_SVG=${OUT_SVG:-$ROOT/docs/benchmarks-throughput.svg}
+
+for s in $SERVERS; do
+    case $s in
+    natter | ref | ncat) ;;
+    *)
+        echo "compare.sh: unknown server '$s' (natter, ref, ncat)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+log() { printf 'compare.sh: %s\n' "$*" >&2; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/natter-compare.XXXXXX")
+RAW=$TMP/raw
+LOGS=$TMP/logs
+mkdir -p "$RAW" "$LOGS"
+
+# Every server we start, by PID; killed on exit whatever happens.
+SERVER_PIDS=()
+cleanup() {
+    local p
+    for p in "${SERVER_PIDS[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill "$p" 2>/dev/null || true
+            sleep 0.2
+            kill -9 "$p" 2>/dev/null || true
+        fi
+    done
+    log "raw results and logs: $TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --------------------------------------------------------------------- tools
+need_apt() {
+    # need_apt COMMAND PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1; then
+        log "installing $2"
+        if [[ $(id -u) == 0 ]]; then
+            apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
+        else
+            sudo apt-get update -qq && sudo apt-get install -y -qq "$2" >/dev/null
+        fi
+    fi
+}
+for cmd in taskset python3 ss; do
+    command -v $cmd >/dev/null || {
+        log "$cmd is required"
+        exit 1
+    }
+done
+[[ " $SERVERS " == *" ncat "* ]] && need_apt ncat ncat
+[[ " $SERVERS " == *" ref "* ]] && need_apt go golang-go
+
+NATTER=$ROOT/target/release/natter
+BENCH=$ROOT/target/release/natter-bench
+if [[ ${BUILD:-1} != 0 ]]; then
+    log "building natter and natter-bench (release)"
+    cargo build --release --locked
+    cargo build --release --locked -p natter-bench
+fi
+for b in "$NATTER" "$BENCH"; do
+    [[ -x $b ]] || {
+        log "$b is missing"
+        exit 1
+    }
+done
+REF=$TMP/gopl-chat
+if [[ " $SERVERS " == *" ref "* ]]; then
+    log "building the reference server from $REF_SRC"
+    (cd "$REF_SRC" && go build -o "$REF" .)
+fi
+
+# Descriptors: 10,000 idle clients need more than the usual 1024, for the
+# generator and for the servers alike (the Go runtime and natter raise their
+# own soft limit; ncat does not).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+SERVER_PID=
+start_server() {
+    # start_server NAME PORT LOGFILE; sets SERVER_PID
+    local name=$1 port=$2 logf=$3
+    case $name in
+    natter) taskset -c "$SERVER_CPU" "$NATTER" --listen "127.0.0.1:$port" --rate 0 >"$logf" 2>&1 & ;;
+    ref) taskset -c "$SERVER_CPU" "$REF" "127.0.0.1:$port" >"$logf" 2>&1 & ;;
+    ncat) taskset -c "$SERVER_CPU" ncat --listen --chat --keep-open -m 20000 127.0.0.1 "$port" >"$logf" 2>&1 & ;;
+    esac
+    SERVER_PID=$!
+    SERVER_PIDS+=("$SERVER_PID")
+    local i
+    for i in $(seq 100); do
+        if ss -Hltn "sport = :$port" | grep -q LISTEN; then
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+stop_server() {
+    local pid=$1
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 20); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+server_cmd() {
+    case $1 in
+    natter) echo "taskset -c $SERVER_CPU target/release/natter --listen 127.0.0.1:\$PORT --rate 0" ;;
+    ref) echo "taskset -c $SERVER_CPU \$TMP/gopl-chat 127.0.0.1:\$PORT" ;;
+    ncat) echo "taskset -c $SERVER_CPU ncat --listen --chat --keep-open -m 20000 127.0.0.1 \$PORT" ;;
+    esac
+}
+
+COMMANDS=$TMP/commands.txt
+: >"$COMMANDS"
+
+# run_one SERVER KEY RUN SCENARIO ARGS...
+run_one() {
+    local server=$1 key=$2 run=$3
+    shift 3
+    local id="${server}__${key}__${run}"
+    local port
+    port=$(free_port)
+    local out=$RAW/$id.json
+    if ! start_server "$server" "$port" "$LOGS/$id.server.log"; then
+        log "$id: server did not start"
+        printf '{"label":"%s","status":"server did not start"}\n' "$server" >"$out"
+        stop_server "$SERVER_PID"
+        return
+    fi
+    local pid=$SERVER_PID
+    log "$id: $* (server pid $pid, port $port)"
+    local rc=0
+    timeout 1200 taskset -c "$GEN_CPU" "$BENCH" "$@" --addr "127.0.0.1:$port" \
+        --server-pid "$pid" --label "$server" >"$out.tmp" 2>"$LOGS/$id.bench.log" || rc=$?
+    local alive=true
+    kill -0 "$pid" 2>/dev/null || alive=false
+    stop_server "$pid"
+    if [[ $rc == 0 && -s $out.tmp ]]; then
+        # Record whether the server survived the run.
+        python3 - "$out.tmp" "$alive" >"$out" <<'EOF'
+import json, sys
+d = json.loads(open(sys.argv[1]).read())
+d["server_alive_after"] = sys.argv[2] == "true"
+if not d["server_alive_after"] and d.get("status") == "ok":
+    d["status"] = "server exited during the run"
+print(json.dumps(d))
+EOF
+    else
+        local err
+        err=$(tail -n 1 "$LOGS/$id.bench.log" | tr -d '"\\' | cut -c1-200)
+        printf '{"label":"%s","status":"generator failed (exit %s): %s","server_alive_after":%s}\n' \
+            "$server" "$rc" "$err" "$alive" >"$out"
+    fi
+    rm -f "$out.tmp"
+    # Let TIME_WAIT sockets and the CPU settle between runs.
+    sleep 0.5
+}
+
+record_cmd() {
+    # record_cmd KEY ARGS... (once per scenario key)
+    local key=$1
+    shift
+    grep -q "^$key	" "$COMMANDS" ||
+        printf '%s\ttaskset -c %s target/release/natter-bench %s --addr 127.0.0.1:$PORT --server-pid $PID --label $SERVER\n' \
+            "$key" "$GEN_CPU" "$*" >>"$COMMANDS"
+}
+
+COMMON=(--duration "$DURATION" --warmup "$WARMUP")
+# Each entry: KEY|natter-bench arguments
+MATRIX=()
+for n in 10 100 1000; do
+    MATRIX+=("throughput-$n|throughput --clients $n --senders 8 --window 64 --line-bytes 64 ${COMMON[*]}")
+done
+for n in 10 100 1000; do
+    MATRIX+=("throughput-quickack-$n|throughput --clients $n --senders 8 --window 64 --line-bytes 64 --quickack ${COMMON[*]}")
+done
+MATRIX+=("latency-100|latency --clients 100 --senders 8 --rate 2000 --line-bytes 64 ${COMMON[*]}")
+MATRIX+=("latency-1000|latency --clients 1000 --senders 8 --rate 500 --line-bytes 64 ${COMMON[*]}")
+MATRIX+=("idle-$IDLE_N|idle --clients $IDLE_N --connect-timeout 240 --settle 1.5 --settle-max 90")
+MATRIX+=("slow-reader-100|slow-reader --clients 100 --senders 8 --window 64 --line-bytes 64 ${COMMON[*]}")
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if python3 -c "import sys; sys.exit(0 if float('${LOAD_START%% *}') > 0.5 else 1)"; then
+    log "warning: the machine is busy (load average $LOAD_START); other processes on"
+    log "CPU $SERVER_CPU or $GEN_CPU distort every number (compare server_cpu_util with server_core_busy)"
+fi
+START=$(date +%s)
+for run in $(seq "$RUNS"); do
+    for entry in "${MATRIX[@]}"; do
+        key=${entry%%|*}
+        args=${entry#*|}
+        record_cmd "$key" "$args"
+        for server in $SERVERS; do
+            # shellcheck disable=SC2086 # args are word lists on purpose
+            run_one "$server" "$key" "$run" $args
+        done
+    done
+done
+ELAPSED=$(($(date +%s) - START))
+
+# ------------------------------------------------------------------ machine
+MACHINE=$TMP/machine.txt
+{
+    echo "nproc: $(nproc)"
+    echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)"
+    echo "kernel: $(uname -sr)"
+    echo "rustc: $(rustc --version)"
+    if [[ " $SERVERS " == *" ref "* ]]; then echo "go: $(go version)"; fi
+    if [[ " $SERVERS " == *" ncat "* ]]; then echo "ncat: $(ncat --version 2>&1 | head -n 1)"; fi
+    echo "loadavg at the start: $LOAD_START"
+    echo "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$MACHINE"
+for s in $SERVERS; do
+    printf '%s\t%s\n' "$s" "$(server_cmd "$s")"
+done >"$TMP/server-commands.txt"
+
+mkdir -p "$(dirname "$OUT_MD")" "$(dirname "$OUT_SVG")"
+python3 - "$RAW" "$MACHINE" "$COMMANDS" "$TMP/server-commands.txt" "$OUT_MD" "$OUT_SVG" \
+    "$QUICK" "$RUNS" "$DURATION" "$WARMUP" "$IDLE_N" "$SERVERS" "$ELAPSED" "$SERVER_CPU" "$GEN_CPU" \
+    "$ROOT" <<'PYEOF'
+import json, os, sys, statistics, collections, html
+
+(raw, machine, commands, server_cmds, out_md, out_svg, quick, runs, duration, warmup,
+ idle_n, servers, elapsed, server_cpu, gen_cpu, root) = sys.argv[1:17]
+servers = servers.split()
+quick = quick == "1"
+
+results = collections.defaultdict(list)  # (server, key) -> [json]
+for f in sorted(os.listdir(raw)):
+    if not f.endswith(".json"):
+        continue
+    server, key, run = f[:-5].split("__")
+    try:
+        d = json.loads(open(os.path.join(raw, f)).read())
+    except ValueError as e:
+        d = {"status": f"unreadable result: {e}"}
+    results[(server, key)].append(d)
+
+
+def get(d, path):
+    for p in path.split("."):
+        if not isinstance(d, dict) or d.get(p) is None:
+            return None
+        d = d[p]
+    return d
+
+
+def med(server, key, path):
+    vals = [get(d, path) for d in results.get((server, key), [])]
+    vals = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return statistics.median(vals) if vals else None
+
+
+def anytrue(server, key, path):
+    vals = [get(d, path) for d in results.get((server, key), [])]
+    vals = [v for v in vals if isinstance(v, bool)]
+    return (sum(vals), len(vals)) if vals else None
+
+
+def statuses(server, key):
+    c = collections.Counter(d.get("status", "?") for d in results.get((server, key), []))
+    if not c:
+        return "not run"
+    return "; ".join(s if n == 1 and len(c) == 1 else f"{s} (x{n})" for s, n in c.most_common())
+
+
+def fnum(v, unit="", digits=0):
+    if v is None:
+        return "–"
+    if digits == 0:
+        return f"{v:,.0f}{unit}"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def fmib(v):
+    return "–" if v is None else f"{v / 2**20:.1f} MiB"
+
+
+def fus(v):
+    if v is None:
+        return "–"
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
+
+
+def fbool(x):
+    if x is None:
+        return "–"
+    n, total = x
+    return "yes" if n == total else ("no" if n == 0 else f"{n}/{total}")
+
+
+NAMES = {"natter": "natter", "ref": "Go reference", "ncat": "ncat --chat"}
+md = []
+md.append("# Benchmarks: natter vs. the Go reference vs. ncat --chat\n")
+md.append("Generated by `bench/compare.sh`" + (" with `QUICK=1` (one short run per "
+          "scenario: a smoke test, not a measurement)" if quick else "") +
+          f"; medians of {runs} run(s) per cell; {duration} s measured after {warmup} s of warm-up; "
+          f"the whole comparison took {int(elapsed) // 60} min {int(elapsed) % 60} s.\n")
+md.append("Each server is started fresh for every run on a free loopback port, pinned to "
+          f"CPU {server_cpu}; the load generator (`natter-bench`, one thread, mio) is pinned "
+          f"to CPU {gen_cpu}. natter runs with `--rate 0` (no per-client rate limit). "
+          "Lines are 64 bytes including the newline; 8 senders; in the throughput "
+          "scenarios each sender keeps at most 64 lines unacknowledged (a dedicated "
+          "observer client acknowledges). \"Delivered lines/s\" counts every line every "
+          "receiving client got. \"Server CPU/line\" is the server's utime+stime over the "
+          "measured interval divided by delivered lines; network processing the kernel "
+          "does in softirq context may be left out of it, and `server core busy` "
+          "(the whole core, from /proc/stat) shows it. A cell marked *generator-bound* "
+          "measures the generator's ceiling, not the server.\n")
+
+# ----------------------------------------------------------------- targets
+def tp(server, n, qa=False):
+    return med(server, f"throughput{'-quickack' if qa else ''}-{n}", "delivered_lines_per_sec")
+
+
+def gb(server, key):
+    x = anytrue(server, key, "generator_bound")
+    return x is not None and x[0] * 2 > x[1]
+
+
+targets = []
+if "natter" in servers:
+    peers = [s for s in servers if s != "natter"]
+    for n in (100, 1000):
+        for qa in (False, True):
+            key = f"throughput{'-quickack' if qa else ''}-{n}"
+            nat = tp("natter", n, qa)
+            best = max([v for v in (tp(p, n, qa) for p in peers) if v is not None], default=None)
+            ok = None
+            if nat is not None:
+                ok = gb("natter", key) or (best is not None and nat >= 2 * best) or (best is None)
+            targets.append((f"Throughput N={n}{' (--quickack)' if qa else ''}: ≥ 2× best peer or at the generator's ceiling",
+                            f"natter {fnum(nat)} lines/s{' (generator-bound)' if gb('natter', key) else ''}; best peer {fnum(best)}"
+                            + (f" ({nat / best:.2f}×)" if nat and best else ""), ok))
+    if "ncat" in servers:
+        for n in (10, 100, 1000):
+            key = f"throughput-{n}"
+            a, b = med("natter", key, "server_cpu_ns_per_line"), med("ncat", key, "server_cpu_ns_per_line")
+            targets.append((f"Server CPU per delivered line, N={n}: no higher than ncat's",
+                            f"natter {fnum(a, ' ns', 1)}, ncat {fnum(b, ' ns', 1)}",
+                            None if a is None or b is None else a <= b))
+    r = med("natter", "throughput-1000", "server_peak_rss_bytes")
+    targets.append(("Peak RSS in the N=1000 throughput run ≤ 16 MB", fmib(r),
+                    None if r is None else r <= 16_000_000))
+    p99, p999 = med("natter", "latency-100", "latency_us.p99"), med("natter", "latency-100", "latency_us.p999")
+    targets.append(("Latency at 2,000 lines/s, N=100: p99 < 1 ms and p99.9 < 2 ms",
+                    f"p99 {fus(p99)}, p99.9 {fus(p999)}",
+                    None if p99 is None or p999 is None else (p99 < 1000 and p999 < 2000)))
+    p99 = med("natter", "latency-1000", "latency_us.p99")
+    targets.append(("Latency at 500 lines/s, N=1000: p99 < 10 ms", f"p99 {fus(p99)}",
+                    None if p99 is None else p99 < 10000))
+    per = med("natter", f"idle-{idle_n}", "server_rss_per_client_bytes")
+    targets.append((f"RSS per idle client ≤ 512 bytes (at {int(idle_n):,} clients"
+                    + ("; the target is stated for 10,000" if int(idle_n) != 10000 else "") + ")",
+                    fnum(per, " bytes", 1), None if per is None else per <= 512))
+    slow, base = med("natter", "slow-reader-100", "delivered_lines_per_sec"), tp("natter", 100)
+    srss = med("natter", "slow-reader-100", "server_peak_rss_bytes")
+    ok = None
+    if slow is not None and base and srss is not None:
+        ok = slow >= 0.9 * base and srss < 32 * 2**20
+    targets.append(("Slow reader, N=100: healthy receivers keep ≥ 90% of their throughput; peak RSS < 32 MiB",
+                    f"{fnum(slow)} vs {fnum(base)} lines/s without the slow reader"
+                    + (f" ({slow / base:.0%})" if slow and base else "") + f"; peak RSS {fmib(srss)}", ok))
+    md.append("## natter's targets\n")
+    md.append("| target | result | met |\n|---|---|---|")
+    for t, res, ok in targets:
+        md.append(f"| {t} | {res} | {'–' if ok is None else ('yes' if ok else '**no**')} |")
+    md.append("")
+
+# ------------------------------------------------------------------- tables
+def table(title, keys, cols, note=None):
+    md.append(f"## {title}\n")
+    if note:
+        md.append(note + "\n")
+    md.append("| server | N | " + " | ".join(c[0] for c in cols) + " | status |")
+    md.append("|---|---:|" + "---:|" * len(cols) + "---|")
+    for key, n in keys:
+        for s in servers:
+            if (s, key) not in results:
+                continue
+            cells = []
+            for _, f in cols:
+                cells.append(f(s, key))
+            md.append(f"| {NAMES[s]} | {n:,} | " + " | ".join(cells) + f" | {statuses(s, key)} |")
+    md.append("")
+
+
+def c_tp(s, k):
+    v = med(s, k, "delivered_lines_per_sec")
+    return fnum(v) + (" *generator-bound*" if v is not None and gb(s, k) else "")
+
+
+tcols = [
+    ("delivered lines/s", c_tp),
+    ("lost", lambda s, k: fnum(med(s, k, "lost"))),
+    ("dup / order / malformed", lambda s, k: " / ".join(fnum(med(s, k, x)) for x in ("duplicates", "order_violations", "malformed_lines"))),
+    ("latency p50 / p99", lambda s, k: f"{fus(med(s, k, 'latency_us.p50'))} / {fus(med(s, k, 'latency_us.p99'))}"),
+    ("server CPU/line", lambda s, k: fnum(med(s, k, "server_cpu_ns_per_line"), " ns", 1)),
+    ("server CPU util", lambda s, k: fnum(med(s, k, "server_cpu_util"), "", 2)),
+    ("server core busy", lambda s, k: fnum(med(s, k, "server_core_busy"), "", 2)),
+    ("generator core busy", lambda s, k: fnum(med(s, k, "generator_core_busy"), "", 2)),
+    ("peak RSS", lambda s, k: fmib(med(s, k, "server_peak_rss_bytes"))),
+]
+table("Throughput", [(f"throughput-{n}", n) for n in (10, 100, 1000)], tcols,
+      "8 senders, window 64, 64-byte lines; latency here is queueing behind the window, from actual send time.")
+table("Throughput with --quickack", [(f"throughput-quickack-{n}", n) for n in (10, 100, 1000)], tcols,
+      "The same with TCP_QUICKACK set on the generator's sockets after every read: servers that "
+      "do not set TCP_NODELAY otherwise wait on the generator's delayed ACKs.")
+
+lcols = [
+    ("rate (lines/s)", lambda s, k: fnum(med(s, k, "rate_lines_per_sec"))),
+    ("delivered lines/s", lambda s, k: fnum(med(s, k, "delivered_lines_per_sec"))),
+    ("p50", lambda s, k: fus(med(s, k, "latency_us.p50"))),
+    ("p99", lambda s, k: fus(med(s, k, "latency_us.p99"))),
+    ("p99.9", lambda s, k: fus(med(s, k, "latency_us.p999"))),
+    ("max", lambda s, k: fus(med(s, k, "latency_us.max"))),
+    ("generator send lag p99", lambda s, k: fus(med(s, k, "send_lag_us.p99"))),
+    ("lost", lambda s, k: fnum(med(s, k, "lost"))),
+    ("server core busy", lambda s, k: fnum(med(s, k, "server_core_busy"), "", 2)),
+]
+table("Latency", [("latency-100", 100), ("latency-1000", 1000)], lcols,
+      "Lines sent at a fixed total rate scheduled by the clock (no coordinated omission); latency "
+      "from each line's intended send time to its arrival at every receiving client's socket "
+      "(kernel receive timestamp, so the generator's own reading delay is not counted). "
+      "\"Generator send lag\" is how late the generator itself queued lines: when it is large, part "
+      "of the latency is the generator's.")
+
+icols = [
+    ("connected", lambda s, k: fnum(med(s, k, "connected_at_end"))),
+    ("RSS before", lambda s, k: fmib(med(s, k, "server_rss_before_bytes"))),
+    ("RSS connected", lambda s, k: fmib(med(s, k, "server_rss_connected_bytes"))),
+    ("RSS per client", lambda s, k: fnum(med(s, k, "server_rss_per_client_bytes"), " B", 0)),
+    ("settled", lambda s, k: fbool(anytrue(s, k, "settled"))),
+    ("notice lines read", lambda s, k: fnum(med(s, k, "notice_lines"))),
+]
+table("Idle connections", [(f"idle-{idle_n}", int(idle_n))], icols,
+      "Open the connections (8 in flight at most, each counted once the server greeted it), read "
+      "every socket until nothing arrived for 1.5 s (all the \"has arrived\" notices), then "
+      "(RSS connected − RSS before) / connected clients.")
+
+scols = [
+    ("healthy delivered lines/s", c_tp),
+    ("vs. throughput N=100", lambda s, k: (lambda a, b: "–" if a is None or not b else f"{a / b:.0%}")(
+        med(s, k, "delivered_lines_per_sec"), tp(s, 100))),
+    ("lost", lambda s, k: fnum(med(s, k, "lost"))),
+    ("longest gap", lambda s, k: fnum(med(s, k, "longest_delivery_gap_s"), " s", 2)),
+    ("peak RSS", lambda s, k: fmib(med(s, k, "server_peak_rss_bytes"))),
+    ("slow client disconnected", lambda s, k: fbool(anytrue(s, k, "slow_client_disconnected"))),
+]
+table("Slow reader", [("slow-reader-100", 100)], scols,
+      "The N=100 throughput scenario plus one client that never reads (SO_RCVBUF 4 KiB).")
+
+# ------------------------------------------------------------------- chart
+colors = {"natter": "#1b9e77", "ref": "#d95f02", "ncat": "#7570b3"}
+panels = [
+    ("Delivered lines/s", "throughput", "delivered_lines_per_sec", lambda v: f"{v / 1e6:.2f}M", False),
+    ("Delivered lines/s, --quickack", "throughput-quickack", "delivered_lines_per_sec", lambda v: f"{v / 1e6:.2f}M", False),
+    ("Server CPU ns per delivered line (log scale)", "throughput", "server_cpu_ns_per_line", lambda v: f"{v:,.0f}", True),
+]
+import math
+ns = (10, 100, 1000)
+pw, ph, top, left, gap = 300, 220, 60, 50, 40
+W = left + len(panels) * (pw + gap)
+H = top + ph + 80
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+       'font-family="sans-serif" font-size="11">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
+       f'natter vs. Go reference vs. ncat --chat: throughput scenario (8 senders, window 64, 64-byte lines)</text>']
+for pi, (title, prefix, field, fmt, logscale) in enumerate(panels):
+    x0 = left + pi * (pw + gap)
+    vals = {(s, n): med(s, f"{prefix}-{n}", field) for s in servers for n in ns}
+    vmax = max([v for v in vals.values() if v], default=1) * 1.15
+    lo = 1.0
+
+    def height(v):
+        if not logscale:
+            return ph * v / vmax
+        return ph * max(0.0, math.log10(max(v, lo) / lo)) / max(1e-9, math.log10(vmax / lo))
+    svg.append(f'<text x="{x0 + pw / 2}" y="{top - 12}" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>')
+    svg.append(f'<line x1="{x0}" y1="{top + ph}" x2="{x0 + pw}" y2="{top + ph}" stroke="#333"/>')
+    svg.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{top + ph}" stroke="#333"/>')
+    gw = pw / len(ns)
+    bw = (gw - 16) / max(1, len(servers))
+    for ni, n in enumerate(ns):
+        gx = x0 + ni * gw + 8
+        svg.append(f'<text x="{x0 + ni * gw + gw / 2}" y="{top + ph + 16}" text-anchor="middle">N={n:,}</text>')
+        for si, s in enumerate(servers):
+            v = vals[(s, n)]
+            bx = gx + si * bw
+            if v is None:
+                svg.append(f'<text x="{bx + bw / 2}" y="{top + ph - 4}" text-anchor="middle" font-size="9">n/a</text>')
+                continue
+            h = height(v)
+            svg.append(f'<rect x="{bx:.1f}" y="{top + ph - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" fill="{colors[s]}"/>')
+            svg.append(f'<text x="{bx + bw / 2:.1f}" y="{top + ph - h - 3:.1f}" text-anchor="middle" font-size="8">{fmt(v)}</text>')
+            if field == "delivered_lines_per_sec" and gb(s, f"{prefix}-{n}"):
+                svg.append(f'<text x="{bx + bw / 2:.1f}" y="{top + ph - h + 10:.1f}" text-anchor="middle" font-size="8" fill="white">gen</text>')
+for si, s in enumerate(servers):
+    lx = left + si * 160
+    svg.append(f'<rect x="{lx}" y="{H - 30}" width="12" height="12" fill="{colors[s]}"/>')
+    svg.append(f'<text x="{lx + 16}" y="{H - 20}">{html.escape(NAMES[s])}</text>')
+svg.append(f'<text x="{W - 10}" y="{H - 20}" text-anchor="end" font-size="9">medians of {runs} run(s); '
+           '"gen": generator-bound</text>')
+svg.append("</svg>")
+open(out_svg, "w").write("\n".join(svg) + "\n")
+
+md.append(f"![throughput chart]({os.path.relpath(out_svg, os.path.dirname(out_md))})\n")
+
+# ------------------------------------------------------------- commands
+md.append("## Commands\n")
+md.append("Run everything again with `bench/compare.sh` (`QUICK=1` for one short run of each "
+          "scenario, `SERVERS=\"natter ref ncat\"` to choose servers). Per run, on a free port "
+          "`$PORT`, with the server's PID `$PID`:\n")
+md.append("```sh")
+md.append("cargo build --release --locked            # natter")
+md.append("cargo build --release --locked -p natter-bench")
+md.append("(cd ../shared/reference/gopl-chat && go build -o $TMP/gopl-chat .)")
+for line in open(server_cmds):
+    name, cmd = line.rstrip("\n").split("\t", 1)
+    md.append(f"{cmd}    # {NAMES[name]}")
+md.append("```\n")
+md.append("```sh")
+for line in open(commands):
+    key, cmd = line.rstrip("\n").split("\t", 1)
+    md.append(f"{cmd}")
+md.append("```\n")
+md.append("## Machine\n")
+md.append("```")
+md.append(open(machine).read().rstrip())
+md.append("```\n")
+md.append("Raw per-run JSON objects are kept in the temporary folder that `bench/compare.sh` "
+          "prints at the end; `natter-bench --help` documents every field.\n")
+open(out_md, "w").write("\n".join(md))
+print(f"wrote {out_md} and {out_svg}", file=sys.stderr)
+PYEOF
+
+log "done in ${ELAPSED}s"

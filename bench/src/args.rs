@@ -1,0 +1,355 @@
+//! Command line.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::token::{MAX_LINE, MAX_SENDER, MIN_LINE};
+
+pub const HELP: &str = "\
+natter-bench: load generator for line-based TCP chat servers
+
+USAGE:
+    natter-bench <SCENARIO> --addr 127.0.0.1:PORT [OPTIONS]
+
+SCENARIOS:
+    throughput   N clients, S of them send as fast as a window of W
+                 unacknowledged lines allows (a dedicated observer client
+                 acknowledges); reports delivered lines/s over all receiving
+                 clients, loss, duplicates, order violations, malformed lines,
+                 latency percentiles, server CPU per delivered line, peak RSS
+    latency      N clients, S senders, a fixed total rate (--rate) scheduled by
+                 the clock (no coordinated omission); latency is measured from
+                 each line's intended send time at every receiving client
+    idle         open N connections, let them settle (read every socket until
+                 quiet), report the server's RSS per connection
+    slow-reader  throughput plus one extra client that never reads (small
+                 SO_RCVBUF); reports healthy receivers' delivered lines/s, peak
+                 RSS and whether the slow client was disconnected
+
+OPTIONS:
+    --addr ADDR              server address; loopback only (127.0.0.0/8, ::1)
+    --server-pid PID         server process for CPU (/proc/PID/stat) and RSS
+                             (/proc/PID/status) readings; without it those
+                             fields are null
+    --clients N              connected clients, senders and observer included
+                             (default 100; idle: 10000)
+    --senders S              sending clients (default 8)
+    --window W               unacknowledged lines per sender (default 64)
+    --line-bytes B           bytes per line including the newline (default 64,
+                             min 29, max 16384)
+    --duration SECS          measured interval (default 5)
+    --warmup SECS            sending before the measured interval (default 1)
+    --drain SECS             after the interval: stop sending and wait at most
+                             this long for every receiver to get every line
+                             (default 30; ends early when all arrived or after
+                             2 s without a byte from the server)
+    --rate LPS               latency: total lines/s over all senders
+                             (default 2000)
+    --settle SECS            after connecting, read until no byte arrived for
+                             this long (default 1.5)
+    --settle-max SECS        give up settling after this long (default 120)
+    --connect-timeout SECS   give up connecting after this long (default 120)
+    --connect-parallel K     connects in flight at once (default 8), each
+                             until the server has greeted it; refused or
+                             reset connects are retried after a backoff.
+                             Keep it below the server's accept backlog
+                             (ncat's is 10): see bench/README.md
+    --quickack               set TCP_QUICKACK on the generator's sockets after
+                             every read (separates delayed-ACK stalls of
+                             servers without TCP_NODELAY from their speed)
+    --name-first             every client first sends a name line
+                             (`bench<i>`), for servers that ask for one
+    --slow-rcvbuf BYTES      slow-reader: SO_RCVBUF of the slow client
+                             (default 4096)
+    --sample-ms MS           RSS sampling period (default 50)
+    --label TEXT             copied into the JSON object (e.g. server name)
+    -h, --help               this text
+
+OUTPUT:
+    One JSON object on stdout; progress and diagnostics on stderr. Times in
+    the JSON are seconds (`_s`), microseconds (`_us`) or nanoseconds (`_ns`);
+    memory in bytes. `generator_bound` is true when the generator used at
+    least 90% of a CPU over the measured interval, or spent less than 5% of
+    it waiting for events (`generator_idle_fraction`): then the number
+    measures the generator, not the server. `server_core_busy` and
+    `generator_core_busy` (when each is pinned to its own core, e.g. with
+    taskset) are from /proc/stat and include softirq time and anything else
+    running on that core.
+
+Every run ends by itself: each phase has a time bound.
+";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Throughput,
+    Latency,
+    Idle,
+    SlowReader,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Throughput => "throughput",
+            Scenario::Latency => "latency",
+            Scenario::Idle => "idle",
+            Scenario::SlowReader => "slow-reader",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub scenario: Scenario,
+    pub addr: SocketAddr,
+    pub server_pid: Option<u32>,
+    pub clients: usize,
+    pub senders: usize,
+    pub window: u64,
+    pub line_bytes: usize,
+    pub duration: f64,
+    pub warmup: f64,
+    pub drain: f64,
+    pub rate: f64,
+    pub settle: f64,
+    pub settle_max: f64,
+    pub connect_timeout: f64,
+    pub connect_parallel: usize,
+    pub quickack: bool,
+    pub name_first: bool,
+    pub slow_rcvbuf: usize,
+    pub sample_ms: u64,
+    pub label: Option<String>,
+}
+
+pub enum Parsed {
+    Run(Box<Opts>),
+    Help,
+}
+
+fn secs(v: f64, what: &str, max: f64) -> Result<f64, String> {
+    if v.is_finite() && (0.0..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{what} must be between 0 and {max} seconds"))
+    }
+}
+
+pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Parsed, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut scenario = None;
+    let mut addr: Option<SocketAddr> = None;
+    let mut server_pid = None;
+    let mut clients = None;
+    let mut senders = 8usize;
+    let mut window = 64u64;
+    let mut line_bytes = 64usize;
+    let mut duration = 5.0;
+    let mut warmup = 1.0;
+    let mut drain = 30.0;
+    let mut rate: f64 = 2000.0;
+    let mut settle = 1.5;
+    let mut settle_max = 120.0;
+    let mut connect_timeout = 120.0;
+    let mut connect_parallel = 8usize;
+    let mut quickack = false;
+    let mut name_first = false;
+    let mut slow_rcvbuf = 4096usize;
+    let mut sample_ms = 50u64;
+    let mut label = None;
+
+    let e = |e: lexopt::Error| e.to_string();
+    while let Some(arg) = p.next().map_err(e)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Parsed::Help),
+            Long("addr") => addr = Some(p.value().map_err(e)?.parse().map_err(e)?),
+            Long("server-pid") => server_pid = Some(p.value().map_err(e)?.parse().map_err(e)?),
+            Long("clients") => clients = Some(p.value().map_err(e)?.parse().map_err(e)?),
+            Long("senders") => senders = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("window") => window = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("line-bytes") => line_bytes = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("duration") => duration = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("warmup") => warmup = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("drain") => drain = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("rate") => rate = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("settle") => settle = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("settle-max") => settle_max = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("connect-timeout") => {
+                connect_timeout = p.value().map_err(e)?.parse().map_err(e)?
+            }
+            Long("connect-parallel") => {
+                connect_parallel = p.value().map_err(e)?.parse().map_err(e)?
+            }
+            Long("quickack") => quickack = true,
+            Long("name-first") => name_first = true,
+            Long("slow-rcvbuf") => slow_rcvbuf = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("sample-ms") => sample_ms = p.value().map_err(e)?.parse().map_err(e)?,
+            Long("label") => label = Some(p.value().map_err(e)?.string().map_err(e)?),
+            Value(v) if scenario.is_none() => {
+                let v = v.string().map_err(e)?;
+                scenario = Some(match v.as_str() {
+                    "throughput" => Scenario::Throughput,
+                    "latency" => Scenario::Latency,
+                    "idle" => Scenario::Idle,
+                    "slow-reader" | "slow_reader" | "slowreader" => Scenario::SlowReader,
+                    other => return Err(format!("unknown scenario {other:?} (see --help)")),
+                });
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+
+    let scenario = scenario.ok_or("missing scenario (see --help)")?;
+    let addr = addr.ok_or("missing --addr (see --help)")?;
+    check_loopback(addr)?;
+    let clients = clients.unwrap_or(if scenario == Scenario::Idle {
+        10_000
+    } else {
+        100
+    });
+    if clients == 0 || clients > 1_000_000 {
+        return Err("--clients must be between 1 and 1000000".into());
+    }
+    if scenario != Scenario::Idle {
+        if senders == 0 || senders as u64 > MAX_SENDER {
+            return Err(format!("--senders must be between 1 and {MAX_SENDER}"));
+        }
+        if clients < senders + 1 {
+            return Err(format!(
+                "--clients ({clients}) must exceed --senders ({senders}): one more client is the observer"
+            ));
+        }
+    }
+    if window == 0 {
+        return Err("--window must be at least 1".into());
+    }
+    if !(MIN_LINE..=MAX_LINE).contains(&line_bytes) {
+        return Err(format!(
+            "--line-bytes must be between {MIN_LINE} and {MAX_LINE}"
+        ));
+    }
+    let duration = secs(duration, "--duration", 3600.0)?;
+    if duration <= 0.0 && scenario != Scenario::Idle {
+        return Err("--duration must be positive".into());
+    }
+    let warmup = secs(warmup, "--warmup", 600.0)?;
+    let drain = secs(drain, "--drain", 600.0)?;
+    let settle = secs(settle, "--settle", 600.0)?;
+    let settle_max = secs(settle_max, "--settle-max", 3600.0)?;
+    let connect_timeout = secs(connect_timeout, "--connect-timeout", 3600.0)?;
+    if !(rate.is_finite() && rate > 0.0 && rate <= 100_000_000.0) {
+        return Err("--rate must be a positive number of lines per second".into());
+    }
+    if connect_parallel == 0 {
+        return Err("--connect-parallel must be at least 1".into());
+    }
+    if sample_ms == 0 {
+        return Err("--sample-ms must be at least 1".into());
+    }
+    Ok(Parsed::Run(Box::new(Opts {
+        scenario,
+        addr,
+        server_pid,
+        clients,
+        senders,
+        window,
+        line_bytes,
+        duration,
+        warmup,
+        drain,
+        rate,
+        settle,
+        settle_max,
+        connect_timeout,
+        connect_parallel,
+        quickack,
+        name_first,
+        slow_rcvbuf,
+        sample_ms,
+        label,
+    })))
+}
+
+/// The generator only ever talks to this machine.
+pub fn check_loopback(addr: SocketAddr) -> Result<(), String> {
+    let ok = match addr.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback(),
+    };
+    if ok && addr.port() != 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing {addr}: only loopback addresses (127.0.0.0/8, ::1) with a port are allowed"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Opts, String> {
+        match parse(args.iter().map(std::ffi::OsString::from))? {
+            Parsed::Run(o) => Ok(*o),
+            Parsed::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn loopback_only() {
+        assert!(run(&["throughput", "--addr", "127.0.0.1:9000"]).is_ok());
+        assert!(run(&["throughput", "--addr", "127.3.2.1:9000"]).is_ok());
+        assert!(run(&["throughput", "--addr", "[::1]:9000"]).is_ok());
+        for bad in [
+            "10.0.0.1:9000",
+            "192.168.1.1:9000",
+            "8.8.8.8:53",
+            "[::ffff:127.0.0.1]:9000",
+            "[2001:db8::1]:9000",
+            "0.0.0.0:9000",
+            "127.0.0.1:0",
+        ] {
+            assert!(run(&["throughput", "--addr", bad]).is_err(), "{bad}");
+        }
+        assert!(run(&["throughput", "--addr", "localhost:9000"]).is_err());
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let o = run(&["idle", "--addr", "127.0.0.1:1"]).unwrap();
+        assert_eq!(o.clients, 10_000);
+        let o = run(&[
+            "latency",
+            "--addr",
+            "127.0.0.1:1",
+            "--clients",
+            "50",
+            "--senders",
+            "4",
+            "--rate",
+            "500",
+            "--quickack",
+            "--name-first",
+            "--label",
+            "x",
+            "--duration",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(o.scenario, Scenario::Latency);
+        assert_eq!((o.clients, o.senders), (50, 4));
+        assert!(o.quickack && o.name_first);
+        assert_eq!(o.rate, 500.0);
+        assert_eq!(o.duration, 0.5);
+        assert_eq!(o.label.as_deref(), Some("x"));
+        assert!(run(&["throughput", "--addr", "127.0.0.1:1", "--clients", "8"]).is_err());
+        assert!(run(&["throughput", "--addr", "127.0.0.1:1", "--line-bytes", "10"]).is_err());
+        assert!(run(&["bogus", "--addr", "127.0.0.1:1"]).is_err());
+        assert!(run(&["--addr", "127.0.0.1:1"]).is_err());
+        assert!(matches!(
+            parse(["--help"].iter().map(std::ffi::OsString::from)),
+            Ok(Parsed::Help)
+        ));
+    }
+}

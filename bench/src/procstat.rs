@@ -1,0 +1,218 @@
+//! Server and generator resource readings from `/proc` and the clocks.
+
+use std::fs;
+
+/// Monotonic clock in nanoseconds (CLOCK_MONOTONIC, the clock timerfd uses).
+#[inline]
+pub fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// CPU time this process has used, in nanoseconds.
+pub fn self_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// utime + stime of a process (all its threads), in nanoseconds.
+pub fn proc_cpu_ns(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_cpu_ticks(&stat).map(|ticks| ticks * (1_000_000_000 / clock_ticks()))
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// utime + stime in clock ticks from the text of `/proc/PID/stat`. The
+/// command name (field 2) may hold spaces and parentheses, so fields are
+/// counted from the last `)`.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    // After ")": state(3) ppid(4) … utime is field 14, stime field 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The one CPU a process is pinned to (`Cpus_allowed_list` of a single
+/// number, as `taskset -c N` leaves it), if it is pinned to exactly one.
+pub fn pinned_cpu(pid: Option<u32>) -> Option<usize> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let status = fs::read_to_string(path).ok()?;
+    parse_pinned(&status)
+}
+
+fn parse_pinned(status: &str) -> Option<usize> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    list.parse().ok()
+}
+
+/// (busy, total) jiffies of one CPU from `/proc/stat`; busy is everything
+/// but idle and iowait, so it includes interrupt and softirq time (network
+/// processing that the per-process figures may leave out) and any other
+/// process on that CPU.
+pub fn cpu_jiffies(cpu: usize) -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_jiffies(&stat, cpu)
+}
+
+fn parse_cpu_jiffies(stat: &str, cpu: usize) -> Option<(u64, u64)> {
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_ascii_whitespace().next() == Some(name.as_str()))?;
+    let v: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
+/// Busy fraction of one CPU between two `cpu_jiffies` readings.
+pub fn busy_between(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (a?, b?);
+    (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
+}
+
+/// Resident set size now and its high-water mark, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mem {
+    pub rss: u64,
+    pub hwm: u64,
+}
+
+pub fn proc_mem(pid: u32) -> Option<Mem> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_mem(&status)
+}
+
+fn parse_status_mem(status: &str) -> Option<Mem> {
+    let mut rss = None;
+    let mut hwm = None;
+    for line in status.lines() {
+        let kib = |rest: &str| -> Option<u64> {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        };
+        if let Some(rest) = line.strip_prefix("VmRSS:") {
+            rss = kib(rest);
+        } else if let Some(rest) = line.strip_prefix("VmHWM:") {
+            hwm = kib(rest);
+        }
+    }
+    Some(Mem {
+        rss: rss? * 1024,
+        hwm: hwm? * 1024,
+    })
+}
+
+/// Periodic RSS sampling of the server, keeping the peak.
+#[derive(Default)]
+pub struct MemWatch {
+    pub pid: Option<u32>,
+    pub first: Option<Mem>,
+    pub last: Option<Mem>,
+    pub peak_rss: u64,
+    pub samples: u64,
+}
+
+impl MemWatch {
+    pub fn new(pid: Option<u32>) -> Self {
+        MemWatch {
+            pid,
+            ..Default::default()
+        }
+    }
+
+    pub fn sample(&mut self) -> Option<Mem> {
+        let m = proc_mem(self.pid?)?;
+        self.samples += 1;
+        self.first.get_or_insert(m);
+        self.last = Some(m);
+        self.peak_rss = self.peak_rss.max(m.rss).max(m.hwm);
+        Some(m)
+    }
+
+    /// Peak resident size: the larger of the sampled VmRSS maximum and the
+    /// kernel's VmHWM (which also catches peaks between samples).
+    pub fn peak(&self) -> Option<u64> {
+        self.last.map(|_| self.peak_rss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_odd_command_names() {
+        let stat = "1234 (we ird) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 \
+                    250 75 0 0 20 0 1 0 12345 1000000 200 18446744073709551615";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn status_memory_lines() {
+        let s = "Name:\tnatter\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\nThreads:\t1\n";
+        assert_eq!(
+            parse_status_mem(s),
+            Some(Mem {
+                rss: 1024 * 1024,
+                hwm: 2048 * 1024
+            })
+        );
+        assert_eq!(parse_status_mem("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn pinned_and_cpu_lines() {
+        assert_eq!(parse_pinned("Name:\tx\nCpus_allowed_list:\t1\n"), Some(1));
+        assert_eq!(parse_pinned("Cpus_allowed_list:\t0-1\n"), None);
+        let stat =
+            "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 1 5 40 2 0 3 0 0 0\n";
+        assert_eq!(parse_cpu_jiffies(stat, 0), Some((10, 50)));
+        assert_eq!(parse_cpu_jiffies(stat, 1), Some((14, 56)));
+        assert_eq!(parse_cpu_jiffies(stat, 2), None);
+        assert_eq!(busy_between(Some((10, 50)), Some((30, 70))), Some(1.0));
+        assert!(cpu_jiffies(0).is_some());
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let pid = std::process::id();
+        assert!(proc_cpu_ns(pid).is_some());
+        let m = proc_mem(pid).unwrap();
+        assert!(m.rss > 0 && m.hwm >= m.rss);
+        assert!(self_cpu_ns() > 0);
+        let a = now_ns();
+        assert!(now_ns() >= a);
+    }
+}
