@@ -148,6 +148,8 @@ pub struct Server {
     pub(crate) gate_connect: LogGate,
     pub(crate) gate_warn: LogGate,
     gate_fd: LogGate,
+    gate_pause: LogGate,
+    gate_resume: LogGate,
 }
 
 impl Server {
@@ -220,7 +222,16 @@ impl Server {
             gate_connect: LogGate::new(20),
             gate_warn: LogGate::new(5),
             gate_fd: LogGate::new(1),
+            gate_pause: LogGate::new(2),
+            gate_resume: LogGate::new(2),
         };
+        if server.config.max_total_output < server.config.max_output {
+            warn!(
+                "--max-total-output {} is below --max-output {}: one client that stops \
+                 reading can pause reading for everyone until it reads again",
+                server.config.max_total_output, server.config.max_output
+            );
+        }
         server.load_motd()?;
         server.schedule_sweep();
         Ok(server)
@@ -443,6 +454,7 @@ impl Server {
         self.next_id += 1;
         let bucket = TokenBucket::full(self.config.rate, self.now_ms);
         let mut client = Client::new(socket, ip, who, self.next_id, bucket, self.now_ms);
+        client.read_turn = self.turn.wrapping_sub(1);
         client.mark = self.arena.len() as u32;
         client.mark_turn = self.turn;
         // Bytes may already be waiting; edge-triggered readiness may have fired
@@ -649,20 +661,26 @@ impl Server {
         if !self.reading_paused {
             self.reading_paused = true;
             self.stats.total_pauses += 1;
-            warn!(
-                "{held} bytes queued for clients, over --max-total-output {}: pausing reads",
-                self.config.max_total_output
-            );
+            if let Some(held_back) = self.gate_pause.pass(self.now_ms) {
+                warn!(
+                    "{held} bytes queued for clients, over --max-total-output {}: pausing reads{}",
+                    self.config.max_total_output,
+                    held_note(held_back)
+                );
+            }
         }
     }
 
     fn maybe_resume_reading(&mut self) {
         if self.reading_paused && self.meter.get() < self.config.max_total_output / 2 {
             self.reading_paused = false;
-            warn!(
-                "queued output down to {} bytes: reading again",
-                self.meter.get()
-            );
+            if let Some(held_back) = self.gate_resume.pass(self.now_ms) {
+                warn!(
+                    "queued output down to {} bytes: reading again{}",
+                    self.meter.get(),
+                    held_note(held_back)
+                );
+            }
             for (key, client) in &self.clients {
                 if client.readable || !client.input.is_empty() {
                     self.ready.push(key);
