@@ -14,100 +14,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use natter::clean::{clean, clean_into, is_clean};
-use natter::line_buffer::{Frame, LineBuffer};
+use natter::clean::clean;
 
-type Owned = (bool, Vec<u8>);
+// The specification shared with the property tests.
+#[path = "../../tests/model/mod.rs"]
+mod model;
 
-fn owned(f: Frame<'_>) -> Owned {
-    match f {
-        Frame::Line(l) => (false, l.to_vec()),
-        Frame::Cut(l) => (true, l.to_vec()),
-    }
-}
-
-/// Feeds the chunks as reads, taking every frame after each (as the server
-/// does), then the last line at end of input.
-fn frames<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, max: usize) -> Vec<Owned> {
-    let mut buf = LineBuffer::default();
-    let mut out = Vec::new();
-    for chunk in chunks {
-        buf.push(chunk);
-        while let Some(f) = buf.next(max) {
-            out.push(owned(f));
-        }
-        buf.release_if_empty();
-    }
-    if let Some(f) = buf.finish(max) {
-        out.push(owned(f));
-    }
-    out
-}
-
-/// The `\n`-split with one trailing `\r` removed; the last piece only if not
-/// empty.
-fn newline_pieces(input: &[u8]) -> Vec<Vec<u8>> {
-    let mut pieces: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
-    let last = pieces.pop().unwrap();
-    if !last.is_empty() {
-        pieces.push(last);
-    }
-    pieces
-        .into_iter()
-        .map(|p| p.strip_suffix(b"\r").unwrap_or(p).to_vec())
-        .collect()
-}
-
-fn is_dangerous(c: char) -> bool {
-    let u = c as u32;
-    (u < 0x20 && c != '\t')
-        || u == 0x7F
-        || (0x80..=0x9F).contains(&u)
-        || (0x202A..=0x202E).contains(&u)
-        || (0x2066..=0x2069).contains(&u)
-}
-
-/// The cleaner's spec, independent of `src/clean.rs`.
-fn model_clean(input: &[u8]) -> String {
-    let mut out = String::new();
-    for c in String::from_utf8_lossy(input).chars() {
-        let u = c as u32;
-        if (u < 0x20 && c != '\t') || u == 0x7F {
-            out.push('^');
-            out.push(char::from((u as u8) ^ 0x40));
-        } else if is_dangerous(c) {
-            out.push_str(&format!("<U+{u:04X}>"));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn assert_safe(out: &[u8]) {
-    let text = std::str::from_utf8(out).expect("cleaned output is valid UTF-8");
-    assert!(
-        out.iter().all(|&b| (b >= 0x20 || b == b'\t') && b != 0x7F),
-        "raw C0 or DEL in {text:?}"
-    );
-    assert!(
-        !text.chars().any(is_dangerous),
-        "raw C1 or bidi in {text:?}"
-    );
-}
-
-/// Cleans one framed line the way the server formats a chat line and checks
-/// everything the spec promises about it.
-fn check_line(line: &[u8]) {
-    let mut out = b"127.0.0.1:40000: ".to_vec();
-    let prefix = out.len();
-    clean_into(&mut out, line);
-    assert_eq!(&out[prefix..], model_clean(line).as_bytes());
-    assert_safe(&out[prefix..]);
-    out.push(b'\n');
-    assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
-    assert_eq!(is_clean(line), &out[prefix..out.len() - 1] == line);
-}
+use model::{Owned, assert_safe, check_line, frames, model_clean, newline_pieces};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&limit, rest)) = data.split_first() else {
