@@ -446,3 +446,46 @@ fn an_idle_client_is_told_and_closed() {
     watcher.expect(&format!("{} has left", silent.who));
     watcher.expect("*** idle timeout");
 }
+
+#[test]
+fn a_leaving_client_that_never_reads_is_closed_after_the_linger() {
+    let addr = start(natter::Config {
+        rate: 0,
+        sndbuf: Some(4096),
+        ..config()
+    });
+    let mut stalled = stalled_client(addr);
+    let mut talker = Client::join(addr);
+    stalled.expect(&format!("{} has arrived", talker.who));
+    // ~200 KB: more than the stalled client's kernel buffers hold.
+    let mut batch = String::new();
+    for n in 0..2000 {
+        batch.push_str(&format!("{n:05} {}\n", "q".repeat(90)));
+    }
+    let who = talker.who.clone();
+    let mut writer = talker.stream().try_clone().unwrap();
+    let echo = thread::spawn(move || {
+        writer.write_all(batch.as_bytes()).unwrap();
+        for n in 0..2000 {
+            talker.expect(&format!("{who}: {n:05} {}", "q".repeat(90)));
+        }
+        talker
+    });
+    let mut talker = echo.join().unwrap();
+    let queued = talker.stats()["total_queued"];
+    assert!(
+        queued > 100_000,
+        "the stalled client has a backlog: {queued}"
+    );
+    // It leaves but never reads: its last output cannot be delivered.
+    let started = Instant::now();
+    stalled.say("/quit");
+    talker.expect(&format!("{} has left", stalled.who));
+    common::eventually("the linger to end", || talker.stats()["clients"] == 1);
+    let waited = started.elapsed();
+    assert!(
+        waited >= natter::server::LINGER - Duration::from_millis(200),
+        "closed after {waited:?}, before the linger"
+    );
+    assert!(talker.stats()["total_queued"] < 4096);
+}

@@ -700,3 +700,45 @@ fn a_sender_at_full_speed_is_read_to_the_end() {
     sender.expect(&format!("{}: the end", sender.who));
     assert!(writing.join().unwrap());
 }
+
+/// Reads until EOF or reset; true if the peer closed within `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn metrics_connections_are_capped_in_number_and_in_time() {
+    let (_, metrics) = metrics_server();
+    let started = Instant::now();
+    // MAX_METRICS_CONNS connections that never send a request.
+    let mut idle: Vec<TcpStream> = (0..natter::metrics::MAX_METRICS_CONNS)
+        .map(|_| TcpStream::connect(metrics).unwrap())
+        .collect();
+    // Make sure the server has accepted all of them: a scrape from one more
+    // would be refused while they are open, so check through the cap itself.
+    let mut extra = TcpStream::connect(metrics).unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(3)),
+        "a connection over the cap is closed at once"
+    );
+    // The idle ones are closed when their time is up, not before.
+    let timeout = Duration::from_millis(natter::metrics::METRICS_CONN_TIMEOUT_MS);
+    for s in &mut idle {
+        assert!(
+            closed_within(s, timeout + PATIENCE),
+            "idle metrics connection kept"
+        );
+    }
+    assert!(started.elapsed() >= timeout - Duration::from_millis(100));
+    // Then the endpoint serves again.
+    assert_eq!(scrape(metrics)["natter_clients"], 0);
+}
