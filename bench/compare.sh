@@ -279,7 +279,8 @@ for s in $SERVERS; do
 done >"$TMP/server-commands.txt"
 
 mkdir -p "$(dirname "$OUT_MD")" "$(dirname "$OUT_SVG")"
-python3 - "$RAW" "$MACHINE" "$COMMANDS" "$TMP/server-commands.txt" "$OUT_MD" "$OUT_SVG" \
+NATTER_ANALYSIS=$ROOT/bench/analysis.md \
+    python3 - "$RAW" "$MACHINE" "$COMMANDS" "$TMP/server-commands.txt" "$OUT_MD" "$OUT_SVG" \
     "$QUICK" "$RUNS" "$DURATION" "$WARMUP" "$IDLE_N" "$SERVERS" "$ELAPSED" "$SERVER_CPU" "$GEN_CPU" \
     "$ROOT" <<'PYEOF'
 import json, os, sys, statistics, collections, html
@@ -570,6 +571,13 @@ svg.append("</svg>")
 open(out_svg, "w").write("\n".join(svg) + "\n")
 
 md.append(f"![throughput chart]({os.path.relpath(out_svg, os.path.dirname(out_md))})\n")
+
+# ------------------------------------------------------------- analysis
+# Written by hand (it explains measurements, it is not one), kept beside
+# the script so a re-run keeps it.
+analysis = os.environ.get("NATTER_ANALYSIS", "")
+if analysis and os.path.exists(analysis):
+    md.append(open(analysis).read().rstrip() + "\n")
 
 # ------------------------------------------------------------- commands
 md.append("## Commands\n")
