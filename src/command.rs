@@ -122,7 +122,9 @@ pub fn validate_name(raw: &[u8]) -> Result<&str, &'static str> {
 /// than one lowercase form (`ſ` and `s`, `ς` and `σ`, `ß` and `ss`), which
 /// `to_lowercase` alone keeps apart.
 pub fn name_key(name: &str) -> String {
-    name.to_uppercase().to_lowercase()
+    // Lowercasing first also folds `ẞ` (whose uppercase is itself) into `ß`,
+    // which the uppercase step then turns into `SS`.
+    name.to_lowercase().to_uppercase().to_lowercase()
 }
 
 #[cfg(test)]
@@ -206,6 +208,7 @@ mod tests {
         assert_eq!(name_key("ſam"), name_key("Sam"));
         assert_eq!(name_key("οδοσ"), name_key("ΟΔΟΣ"));
         assert_eq!(name_key("Straße"), name_key("STRASSE"));
+        assert_eq!(name_key("STRAẞE"), name_key("straße"));
         assert_eq!(name_key("\u{212A}elvin"), name_key("kelvin"));
         assert_ne!(name_key("alice"), name_key("alicia"));
     }

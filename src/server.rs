@@ -137,6 +137,8 @@ pub struct Server {
     pub(crate) now_ms: u64,
     /// Reading is paused for everyone until queued output drains.
     reading_paused: bool,
+    /// When the current pause began.
+    paused_at_ms: u64,
     next_sweep_ms: Option<u64>,
     accept_retry_ms: Option<u64>,
     /// A descriptor held back so that, when accept fails with EMFILE, one can
@@ -213,6 +215,7 @@ impl Server {
             clock: Instant::now(),
             now_ms: 0,
             reading_paused: false,
+            paused_at_ms: 0,
             next_sweep_ms: None,
             accept_retry_ms: None,
             reserve: File::open("/dev/null").ok(),
@@ -225,10 +228,10 @@ impl Server {
             gate_pause: LogGate::new(2),
             gate_resume: LogGate::new(2),
         };
-        if server.config.max_total_output < server.config.max_output {
+        if server.config.max_total_output / 2 < server.config.max_output {
             warn!(
-                "--max-total-output {} is below --max-output {}: one client that stops \
-                 reading can pause reading for everyone until it reads again",
+                "--max-total-output {} is below twice --max-output {}: one client that \
+                 stops reading can pause reading for everyone",
                 server.config.max_total_output, server.config.max_output
             );
         }
@@ -324,6 +327,8 @@ impl Server {
             self.accept_retry_ms,
             self.shutdown_by_ms,
             self.metrics.as_ref().and_then(|m| m.next_deadline()),
+            self.reading_paused
+                .then(|| self.paused_at_ms + LINGER.as_millis() as u64),
         ];
         timers
             .into_iter()
@@ -587,7 +592,7 @@ impl Server {
         if let Some(e) = failure {
             debug!("{}: read: {e}", client.who);
             self.doom(key, CloseReason::Error);
-        } else if eof && !self.clients[key].doomed {
+        } else if eof && self.clients[key].phase != Phase::Closing && !self.clients[key].doomed {
             self.leave(key, CloseReason::Eof, None);
         }
     }
@@ -641,8 +646,11 @@ impl Server {
             Frame::Cut(kept) => {
                 self.stats.cut_lines += 1;
                 self.handle_line(key, kept);
-                let notice = format!("*** line too long: cut to {} bytes\n", kept.len());
-                self.send(key, notice.as_bytes());
+                if self.clients[key].phase != Phase::Closing {
+                    // (A cut `/quit REASON` has already left.)
+                    let notice = format!("*** line too long: cut to {} bytes\n", kept.len());
+                    self.send(key, notice.as_bytes());
+                }
                 if let Some(held) = self.gate_warn.pass(self.now_ms) {
                     warn!(
                         "{}: line over {} bytes cut{}",
@@ -660,6 +668,7 @@ impl Server {
     fn pause_reading(&mut self, held: usize) {
         if !self.reading_paused {
             self.reading_paused = true;
+            self.paused_at_ms = self.now_ms;
             self.stats.total_pauses += 1;
             if let Some(held_back) = self.gate_pause.pass(self.now_ms) {
                 warn!(
@@ -672,6 +681,31 @@ impl Server {
     }
 
     fn maybe_resume_reading(&mut self) {
+        // A pause that does not end by itself is held by readers that have
+        // stopped; their queues no longer grow, so the per-client cap never
+        // catches them. After LINGER, close the biggest holders as slow.
+        let linger = LINGER.as_millis() as u64;
+        while self.reading_paused
+            && self.now_ms >= self.paused_at_ms + linger
+            && self.meter.get() >= self.config.max_total_output / 2
+        {
+            let biggest = self
+                .clients
+                .iter()
+                .filter(|(_, c)| !c.doomed && !c.output.is_empty())
+                .max_by_key(|(_, c)| c.output.len())
+                .map(|(key, _)| key);
+            let Some(key) = biggest else { break };
+            if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                warn!(
+                    "{}: {} bytes queued while reading is paused: disconnecting{}",
+                    self.clients[key].who,
+                    self.clients[key].output.len(),
+                    held_note(held)
+                );
+            }
+            self.doom(key, CloseReason::Slow);
+        }
         if self.reading_paused && self.meter.get() < self.config.max_total_output / 2 {
             self.reading_paused = false;
             if let Some(held_back) = self.gate_resume.pass(self.now_ms) {
@@ -728,7 +762,11 @@ impl Server {
             }
             match (client.phase, idle_ms) {
                 (Phase::Closing, _) if client.close_by_ms <= now => expired.push(key),
-                (Phase::Naming | Phase::Joined, Some(ms)) if now >= client.last_heard_ms + ms => {
+                // While reading is paused for everyone, nobody's lines are
+                // read, so silence proves nothing.
+                (Phase::Naming | Phase::Joined, Some(ms))
+                    if !self.reading_paused && now >= client.last_heard_ms.saturating_add(ms) =>
+                {
                     idle.push(key)
                 }
                 _ => {}
@@ -753,11 +791,19 @@ impl Server {
     /// Sets the next sweep to the earliest idle or linger deadline.
     fn schedule_sweep(&mut self) {
         let idle_ms = self.config.idle_timeout.map(|d| d.as_millis() as u64);
+        // The gap spaces out idle sweeps only; a linger deadline (10 s) must
+        // not be pushed back by a hundredth of a long idle timeout.
+        let gap = MIN_SWEEP_GAP_MS.max(idle_ms.unwrap_or(0) / 100);
         let mut next: Option<u64> = None;
         for (_, client) in &self.clients {
             let due = match (client.phase, idle_ms) {
                 (Phase::Closing, _) => Some(client.close_by_ms),
-                (_, Some(ms)) => Some(client.last_heard_ms + ms),
+                (_, Some(ms)) => Some(
+                    client
+                        .last_heard_ms
+                        .saturating_add(ms)
+                        .max(self.now_ms + gap),
+                ),
                 _ => None,
             };
             next = match (next, due) {
@@ -767,10 +813,9 @@ impl Server {
         }
         if let (None, Some(ms)) = (next, idle_ms) {
             // No clients: the next newcomer cannot expire sooner than this.
-            next = Some(self.now_ms + ms);
+            next = Some(self.now_ms.saturating_add(ms));
         }
-        let gap = MIN_SWEEP_GAP_MS.max(idle_ms.unwrap_or(0) / 100);
-        self.next_sweep_ms = next.map(|at| at.max(self.now_ms + gap));
+        self.next_sweep_ms = next.map(|at| at.max(self.now_ms + MIN_SWEEP_GAP_MS));
     }
 
     // ----- queueing --------------------------------------------------------
@@ -905,8 +950,21 @@ impl Server {
                     );
                 }
                 if client.phase == Phase::Closing {
-                    // Everything said: close our side cleanly.
+                    // Everything said: close our side cleanly. Input we never
+                    // read (a throttled paste, lines sent after /quit or
+                    // during a pause) must be drained first: closing a socket
+                    // with unread input sends an RST instead of a FIN, and
+                    // the kernel then discards whatever it has not yet
+                    // delivered of the output we just "flushed".
                     let _ = client.socket.shutdown(std::net::Shutdown::Write);
+                    let mut budget = 4 * READ_BUDGET;
+                    while budget > 0 {
+                        match client.socket.read(&mut self.scratch) {
+                            Ok(n) if n > 0 => budget = budget.saturating_sub(n),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            _ => break, // EOF, WouldBlock or an error.
+                        }
+                    }
                     let reason = client.close_reason.unwrap_or(CloseReason::Eof);
                     self.doom(key, reason);
                 }
@@ -1120,7 +1178,7 @@ impl Server {
     /// is empty or `--shutdown-grace` has passed.
     pub(crate) fn begin_shutdown(&mut self) {
         let grace = self.config.shutdown_grace.as_millis() as u64;
-        let by = self.now_ms + grace;
+        let by = self.now_ms.saturating_add(grace);
         info!(
             "shutting down: {} clients, up to {:?} to flush",
             self.clients.len(),
@@ -1139,20 +1197,21 @@ impl Server {
             if self.clients[key].doomed {
                 continue;
             }
+            if self.clients[key].phase == Phase::Closing {
+                // Already left (/quit, end of input, idle): it gets no
+                // further line, only a shorter deadline.
+                let client = &mut self.clients[key];
+                client.close_by_ms = client.close_by_ms.min(by);
+                continue;
+            }
             self.send(key, b"*** server shutting down\n");
             let client = &mut self.clients[key];
-            if client.phase == Phase::Closing {
-                client.close_by_ms = client.close_by_ms.min(by);
-            } else {
-                self.catch_up(key);
-                let client = &mut self.clients[key];
-                if client.phase == Phase::Joined {
-                    self.joined -= 1;
-                }
-                client.phase = Phase::Closing;
-                client.close_reason = Some(CloseReason::Shutdown);
-                client.close_by_ms = by;
+            if client.phase == Phase::Joined {
+                self.joined -= 1;
             }
+            client.phase = Phase::Closing;
+            client.close_reason = Some(CloseReason::Shutdown);
+            client.close_by_ms = by;
         }
         self.next_sweep_ms = Some(by);
     }

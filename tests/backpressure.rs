@@ -452,6 +452,9 @@ fn a_leaving_client_that_never_reads_is_closed_after_the_linger() {
     let addr = start(natter::Config {
         rate: 0,
         sndbuf: Some(4096),
+        // A long idle timeout spaces idle sweeps out (a hundredth of it);
+        // it must not delay the linger.
+        idle_timeout: Some(Duration::from_secs(3600)),
         ..config()
     });
     let mut stalled = stalled_client(addr);
@@ -487,5 +490,86 @@ fn a_leaving_client_that_never_reads_is_closed_after_the_linger() {
         waited >= natter::server::LINGER - Duration::from_millis(200),
         "closed after {waited:?}, before the linger"
     );
+    assert!(
+        waited < natter::server::LINGER + Duration::from_secs(5),
+        "closed after {waited:?}, long after the linger"
+    );
     assert!(talker.stats()["total_queued"] < 4096);
+}
+
+#[test]
+fn a_pause_that_does_not_end_by_itself_ends_by_closing_the_stalled() {
+    // Two clients fill their own queues with /msg to themselves and never
+    // read: together they hold more than --max-total-output, each less than
+    // --max-output. Reading pauses for everyone; since nothing new is
+    // produced, their queues never grow past the per-client cap. After
+    // LINGER the biggest holders are closed as slow and the room goes on.
+    let addr = start(natter::Config {
+        rate: 0,
+        sndbuf: Some(4096),
+        max_output: 96 * 1024,
+        max_total_output: 100 * 1024,
+        ..config()
+    });
+    let mut stalled = [stalled_client(addr), stalled_client(addr)];
+    let mut chat = Client::join(addr);
+    for c in &mut stalled {
+        // 14 × (private line + echo) of ~3 KB each: ~84 KB per client.
+        let line = format!("/msg {} {}\n", c.who, "p".repeat(3000));
+        c.send(line.repeat(14));
+    }
+    let started = Instant::now();
+    chat.say("hello");
+    let mut left = 0;
+    loop {
+        let line = chat.line();
+        if line == format!("{}: hello", chat.who) {
+            break;
+        }
+        if line.ends_with(" has left") {
+            left += 1;
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= natter::server::LINGER - Duration::from_millis(500),
+        "resumed after {waited:?}: the pause should have held until the linger"
+    );
+    // Closed as slow, announced as leaving, and nobody else: the chatter
+    // is still here, and so is whichever stalled client the total could
+    // spare once the biggest holder was gone.
+    let stats = chat.stats();
+    assert!(stats["read_pauses"] >= 1, "{stats:?}");
+    assert!(left >= 1, "a stalled client was closed");
+    assert_eq!(stats["slow_disconnects"] as usize, left, "{stats:?}");
+    assert_eq!(stats["clients"] as usize, 3 - left, "{stats:?}");
+}
+
+#[test]
+fn a_client_closed_with_unread_input_still_gets_its_last_output() {
+    // The client asks for output, quits, and keeps typing; natter never reads
+    // those last lines. Closing a socket with unread input sends a reset,
+    // which would destroy output still in flight, so natter reads them away
+    // first. The client reads only once natter has closed its side.
+    let addr = start(natter::Config {
+        rate: 0,
+        ..config()
+    });
+    let mut watcher = Client::join(addr);
+    // A small receive buffer, so most of its output still sits in natter's
+    // kernel send buffer when natter closes the socket.
+    let mut quitter = stalled_client(addr);
+    watcher.expect(&format!("{} has arrived", quitter.who));
+    let mut burst = "/help\n".repeat(50);
+    burst.push_str("/quit\n");
+    // More than one read takes: most of it stays unread in the kernel.
+    burst.push_str(&"typed after quitting\n".repeat(2500));
+    quitter.send(&burst);
+    watcher.expect(&format!("{} has left", quitter.who));
+    common::eventually("the quitter to be closed", || {
+        watcher.stats()["clients"] == 1
+    });
+    let all = quitter.read_to_end();
+    let help = natter::command::HELP.join("\n") + "\n";
+    assert_eq!(String::from_utf8(all).unwrap(), help.repeat(50));
 }

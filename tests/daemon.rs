@@ -742,3 +742,26 @@ fn metrics_connections_are_capped_in_number_and_in_time() {
     // Then the endpoint serves again.
     assert_eq!(scrape(metrics)["natter_clients"], 0);
 }
+
+#[test]
+fn an_unterminated_quit_at_end_of_input_counts_once_as_a_quit() {
+    // `printf '/quit gone' | nc -N host port`: the last line has no newline
+    // and end of input follows it. It is one departure, for one reason.
+    let (chat, metrics) = metrics_server();
+    let mut watcher = Client::join(chat);
+    let mut once = Client::join(chat);
+    watcher.expect(&format!("{} has arrived", once.who));
+    once.send("/quit gone");
+    once.finish_sending();
+    assert_eq!(once.read_to_end(), b"");
+    watcher.expect(&format!("{} has left (gone)", once.who));
+    common::eventually("the close to be counted", || {
+        scrape(metrics)["natter_clients"] == 1
+    });
+    let after = scrape(metrics);
+    assert_eq!(after["natter_closed_connections_total{reason=\"quit\"}"], 1);
+    assert_eq!(after["natter_closed_connections_total{reason=\"eof\"}"], 0);
+    // Nothing more was announced: the next line is this one.
+    watcher.say("still here");
+    watcher.expect(&format!("{}: still here", watcher.who));
+}
