@@ -147,6 +147,8 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     metrics: Option<MetricsEndpoint>,
     shutdown_by_ms: Option<u64>,
+    /// Bytes dropped with clients closed during shutdown before they drained.
+    unsent_at_shutdown: usize,
     pub(crate) gate_connect: LogGate,
     pub(crate) gate_warn: LogGate,
     gate_fd: LogGate,
@@ -222,6 +224,7 @@ impl Server {
             signals: None,
             metrics,
             shutdown_by_ms: None,
+            unsent_at_shutdown: 0,
             gate_connect: LogGate::new(20),
             gate_warn: LogGate::new(5),
             gate_fd: LogGate::new(1),
@@ -1090,6 +1093,9 @@ impl Server {
         }
         client.doomed = true;
         client.close_reason.get_or_insert(reason);
+        if self.shutdown_by_ms.is_some() {
+            self.unsent_at_shutdown += client.output.len();
+        }
         client.output.clear();
         self.doomed.push(key);
     }
@@ -1218,7 +1224,15 @@ impl Server {
 
     fn shutdown_done(&mut self) -> bool {
         if self.clients.is_empty() {
-            info!("shutdown complete: all output delivered");
+            if self.unsent_at_shutdown == 0 {
+                info!("shutdown complete: all output delivered");
+            } else {
+                warn!(
+                    "shutdown complete: {} bytes could not be delivered (clients that \
+                     failed or stopped reading)",
+                    self.unsent_at_shutdown
+                );
+            }
             return true;
         }
         self.grace_over()
