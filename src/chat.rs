@@ -196,7 +196,6 @@ impl Server {
     fn stats_line(&mut self, key: usize) -> String {
         self.catch_up(key);
         let client = &self.clients[key];
-        let gauges = self.gauges();
         let s = &self.stats;
         format!(
             "*** stats: queued={} skipped={} clients={} total_queued={} short_writes={} \
@@ -204,8 +203,8 @@ impl Server {
              cut_lines={} rate_limited={} read_pauses={} fd_exhausted={}\n",
             client.output.len(),
             client.skipped_total,
-            gauges.clients,
-            gauges.queued_bytes,
+            self.clients.len(),
+            self.queued_bytes(),
             s.short_writes,
             s.closed(CloseReason::Slow),
             s.skipped_lines,

@@ -367,7 +367,8 @@ impl OutQueue {
     }
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
+/// Lines in `bytes` (every line ends in `\n`).
+pub(crate) fn count_newlines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 

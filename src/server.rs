@@ -36,7 +36,7 @@ use crate::config::{Config, RESERVED_FDS, SlowClient};
 use crate::line_buffer::{Frame, LineBuffer};
 use crate::log_gate::{LogGate, held_note};
 use crate::metrics::MetricsEndpoint;
-use crate::out_queue::{Chunk, Entry, Flushed, Meter, WriteLimits};
+use crate::out_queue::{Chunk, Entry, Flushed, Meter, WriteLimits, count_newlines};
 use crate::rate::TokenBucket;
 use crate::stats::{CloseReason, Gauges, Stats};
 
@@ -604,22 +604,20 @@ impl Server {
     /// says stop. Returns true if it stopped early (input may remain).
     fn handle_lines(&mut self, key: usize, input: &mut LineBuffer) -> bool {
         loop {
-            let client = &mut self.clients[key];
-            if client.doomed || client.phase == Phase::Closing {
-                return true;
-            }
-            if self.reading_paused {
+            let client = &self.clients[key];
+            if client.doomed || client.phase == Phase::Closing || self.reading_paused {
                 return true;
             }
             if self.arena.len() >= self.arena_budget {
                 self.ready.push(key);
                 return true;
             }
-            let held = self.meter.get() + self.arena.len();
+            let held = self.queued_bytes();
             if held > self.config.max_total_output {
                 self.pause_reading(held);
                 return true;
             }
+            let client = &mut self.clients[key];
             let rate = self.config.rate;
             if rate > 0
                 && !client.bucket.ready(rate, self.now_ms)
@@ -756,22 +754,15 @@ impl Server {
     /// linger ran out, then schedules the next walk at the earliest deadline.
     fn sweep(&mut self) {
         let now = self.now_ms;
-        let idle_ms = self.config.idle_timeout.map(|d| d.as_millis() as u64);
         let mut idle = Vec::new();
         let mut expired = Vec::new();
         for (key, client) in &self.clients {
-            if client.doomed {
-                continue;
-            }
-            match (client.phase, idle_ms) {
-                (Phase::Closing, _) if client.close_by_ms <= now => expired.push(key),
+            match self.due_ms(client) {
+                _ if client.doomed => {}
+                Some(due) if due <= now && client.phase == Phase::Closing => expired.push(key),
                 // While reading is paused for everyone, nobody's lines are
                 // read, so silence proves nothing.
-                (Phase::Naming | Phase::Joined, Some(ms))
-                    if !self.reading_paused && now >= client.last_heard_ms.saturating_add(ms) =>
-                {
-                    idle.push(key)
-                }
+                Some(due) if due <= now && !self.reading_paused => idle.push(key),
                 _ => {}
             }
         }
@@ -791,6 +782,17 @@ impl Server {
         self.schedule_sweep();
     }
 
+    /// When the sweep must next look at `client`: the end of its linger
+    /// while it is leaving, else the end of its idle time (with
+    /// `--idle-timeout`).
+    fn due_ms(&self, client: &Client) -> Option<u64> {
+        match (client.phase, self.config.idle_timeout) {
+            (Phase::Closing, _) => Some(client.close_by_ms),
+            (_, Some(idle)) => Some(client.last_heard_ms.saturating_add(idle.as_millis() as u64)),
+            (_, None) => None,
+        }
+    }
+
     /// Sets the next sweep to the earliest idle or linger deadline.
     fn schedule_sweep(&mut self) {
         let idle_ms = self.config.idle_timeout.map(|d| d.as_millis() as u64);
@@ -799,15 +801,9 @@ impl Server {
         let gap = MIN_SWEEP_GAP_MS.max(idle_ms.unwrap_or(0) / 100);
         let mut next: Option<u64> = None;
         for (_, client) in &self.clients {
-            let due = match (client.phase, idle_ms) {
-                (Phase::Closing, _) => Some(client.close_by_ms),
-                (_, Some(ms)) => Some(
-                    client
-                        .last_heard_ms
-                        .saturating_add(ms)
-                        .max(self.now_ms + gap),
-                ),
-                _ => None,
+            let due = match self.due_ms(client) {
+                Some(due) if client.phase != Phase::Closing => Some(due.max(self.now_ms + gap)),
+                due => due,
             };
             next = match (next, due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -846,7 +842,7 @@ impl Server {
                     .output
                     .push(Entry::whole(Chunk::new(notice.as_bytes(), &self.meter)));
             } else {
-                let lines = self.arena[from..to].iter().filter(|&&b| b == b'\n').count() as u64;
+                let lines = count_newlines(&self.arena[from..to]);
                 client.skipped_unreported += lines;
                 client.skipped_total += lines;
                 self.stats.skipped_lines += lines;
@@ -861,7 +857,7 @@ impl Server {
         self.catch_up(key);
         let chunk = Chunk::new(bytes, &self.meter);
         self.clients[key].output.push(Entry::whole(chunk));
-        self.stats.lines_out += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.stats.lines_out += count_newlines(bytes);
         self.mark_dirty(key);
     }
 
@@ -1267,11 +1263,17 @@ impl Server {
         }
     }
 
+    /// Output bytes held for all clients: shared chunks plus this turn's
+    /// arena. What `--max-total-output` is checked against.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.meter.get() + self.arena.len()
+    }
+
     /// What the server holds right now.
     pub(crate) fn gauges(&self) -> Gauges {
         Gauges {
             clients: self.clients.len(),
-            queued_bytes: self.meter.get() + self.arena.len(),
+            queued_bytes: self.queued_bytes(),
             reading_paused: self.reading_paused,
             rss_bytes: crate::stats::rss_bytes(),
         }
