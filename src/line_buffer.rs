@@ -98,44 +98,83 @@ impl LineBuffer {
     ///
     /// `max` is the longest line content kept, in bytes (at least 1).
     pub fn next(&mut self, max: usize) -> Option<Frame<'_>> {
+        let found = self.locate(max);
+        self.start = found.next;
+        self.discarding = found.discarding;
+        let line = found.line?;
+        Some(self.frame(line, found.cut, max))
+    }
+
+    /// The frame [`LineBuffer::next`] would return, without taking it: the
+    /// server looks at a line before deciding whether this turn has room for
+    /// what it will produce.
+    ///
+    /// The rest of an over-long line is still dropped as it arrives, so a
+    /// client streaming without a newline holds no more than before.
+    pub fn peek(&mut self, max: usize) -> Option<Frame<'_>> {
+        let found = self.locate(max);
+        if found.line.is_none() {
+            self.start = found.next;
+            self.discarding = found.discarding;
+            return None;
+        }
+        Some(self.frame(found.line?, found.cut, max))
+    }
+
+    fn frame(&self, (begin, end): (usize, usize), cut_it: bool, max: usize) -> Frame<'_> {
+        let line = &self.buf[begin..end];
+        if cut_it {
+            Frame::Cut(cut(line, max))
+        } else {
+            Frame::Line(line)
+        }
+    }
+
+    /// Finds the next frame without consuming anything.
+    fn locate(&self, max: usize) -> Located {
         debug_assert!(max > 0);
+        let mut start = self.start;
         if self.discarding {
-            let data = &self.buf[self.start..];
-            match memchr(b'\n', data) {
-                Some(i) => {
-                    self.start += i + 1;
-                    self.discarding = false;
-                }
+            match memchr(b'\n', &self.buf[start..]) {
+                Some(i) => start += i + 1,
                 None => {
                     // Everything pending belongs to the over-long line.
-                    self.start = self.buf.len();
-                    return None;
+                    return Located {
+                        line: None,
+                        cut: false,
+                        next: self.buf.len(),
+                        discarding: true,
+                    };
                 }
             }
         }
-        let data = &self.buf[self.start..];
+        let data = &self.buf[start..];
         // A line of `max` bytes may be followed by `\r\n`, so a newline is
         // looked for in the first `max + 2` bytes; past that the line is
         // certainly too long.
         let window = data.len().min(max.saturating_add(2));
         match memchr(b'\n', &data[..window]) {
             Some(i) => {
-                let begin = self.start;
-                self.start += i + 1;
-                let line = strip_cr(&self.buf[begin..begin + i]);
-                if line.len() <= max {
-                    Some(Frame::Line(line))
-                } else {
-                    Some(Frame::Cut(cut(line, max)))
+                let len = strip_cr(&data[..i]).len();
+                Located {
+                    line: Some((start, start + len)),
+                    cut: len > max,
+                    next: start + i + 1,
+                    discarding: false,
                 }
             }
-            None if data.len() >= max.saturating_add(2) => {
-                let begin = self.start;
-                self.start += max + 2;
-                self.discarding = true;
-                Some(Frame::Cut(cut(&self.buf[begin..begin + max + 2], max)))
-            }
-            None => None,
+            None if data.len() >= max.saturating_add(2) => Located {
+                line: Some((start, start + max + 2)),
+                cut: true,
+                next: start + max + 2,
+                discarding: true,
+            },
+            None => Located {
+                line: None,
+                cut: false,
+                next: start,
+                discarding: false,
+            },
         }
     }
 
@@ -153,6 +192,18 @@ impl LineBuffer {
             Some(Frame::Cut(cut(line, max)))
         }
     }
+}
+
+/// Where the next frame lies, found by [`LineBuffer::locate`].
+struct Located {
+    /// The line's bytes in `buf` (before cutting), if a frame is complete.
+    line: Option<(usize, usize)>,
+    /// The line is over the limit and is to be cut.
+    cut: bool,
+    /// Where unhandled input starts once the frame is taken.
+    next: usize,
+    /// Whether the rest of an over-long line is being dropped after it.
+    discarding: bool,
 }
 
 /// Removes one trailing `\r`.
@@ -321,5 +372,29 @@ mod tests {
         assert_eq!(buf.next(10), Some(Frame::Line(b"two")));
         buf.release_if_empty();
         assert_eq!(buf.capacity(), 0);
+    }
+
+    #[test]
+    fn peek_shows_what_next_takes_and_changes_nothing() {
+        let inputs: [&[u8]; 5] = [
+            b"short\r\nline two\n",
+            b"0123456789abcdefXYZ\nok\n",
+            b"0123456789abcdefXYZ and on",
+            b"\n\n",
+            b"tail without newline",
+        ];
+        for input in inputs {
+            let mut buf = LineBuffer::default();
+            buf.push(input);
+            loop {
+                let peeked = buf.peek(8).map(owned);
+                assert_eq!(buf.peek(8).map(owned), peeked, "peek is repeatable");
+                let taken = buf.next(8).map(owned);
+                assert_eq!(peeked, taken, "{input:?}");
+                if taken.is_none() {
+                    break;
+                }
+            }
+        }
     }
 }
