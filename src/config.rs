@@ -27,6 +27,30 @@ pub const RESERVED_FDS: usize = 32;
 pub const DEFAULT_MAX_WRITE: usize = 256 * 1024;
 /// How long shutdown keeps flushing queued output.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Largest `--motd` file read; a bigger one is refused (at start) or kept
+/// out (on reload), and reading stops there, so `--motd /dev/zero` is safe.
+pub const DEFAULT_MAX_MOTD: usize = 64 * 1024;
+/// Most bytes of chat lines `--history` keeps; the oldest go first.
+pub const DEFAULT_HISTORY_BYTES: usize = 256 * 1024;
+/// IPv6 sources are grouped by this prefix for `--max-per-ip`, as one host
+/// usually owns a whole /64; IPv4 sources are counted one address each.
+pub const DEFAULT_PER_IP_PREFIX_V6: u8 = 64;
+/// Most bytes of a `/who` answer (or the who line sent on joining): past it
+/// the list ends with `(and N more)`. Bounded, because it is part of what a
+/// newcomer may be sent at once.
+pub const MAX_WHO_BYTES: usize = 32 * 1024;
+/// The memory formula (`docs/backpressure.md`): natter's resident memory
+/// stays below `baseline + --max-total-output + clients × PER_CLIENT_BYTES +
+/// SLACK_BYTES`. Measured: about 270 bytes per idle client and 500 per
+/// client under the stalled-reader attack of `tests/attacks.rs`, which
+/// checks the formula with 3,000 and 10,000 clients. A client in the middle
+/// of a line holds up to twice `--max-line` more, until the line ends.
+pub const PER_CLIENT_BYTES: usize = 1024;
+/// The fixed part of the formula: the turn's arena and read buffer, the
+/// motd, history and `/who` texts, and what the allocator keeps back.
+pub const SLACK_BYTES: usize = 4 * 1024 * 1024;
+/// Room left in a newcomer's greeting for `You are <name>` and the like.
+const GREETING_SLACK: usize = 256;
 
 /// What to do with a client whose queue would pass `--max-output`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +98,17 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where to serve Prometheus metrics (`--metrics`).
     pub metrics: Option<String>,
+    /// Largest motd file accepted (`--max-motd`).
+    pub max_motd: usize,
+    /// Most bytes of history kept (`--history-bytes`); `None` takes
+    /// [`DEFAULT_HISTORY_BYTES`], lowered if needed so that the motd and the
+    /// history fit in a newcomer's share of `--max-output`.
+    pub history_bytes: Option<usize>,
+    /// Prefix length by which IPv6 sources are grouped for `--max-per-ip`.
+    pub per_ip_prefix_v6: u8,
+    /// Arrivals and departures announced per second; the rest are summed up
+    /// once a second (`--notice-rate`, 0 = all announced).
+    pub notice_rate: u32,
 }
 
 impl Default for Config {
@@ -96,14 +131,90 @@ impl Default for Config {
             history: 0,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             metrics: None,
+            max_motd: DEFAULT_MAX_MOTD,
+            history_bytes: None,
+            per_ip_prefix_v6: DEFAULT_PER_IP_PREFIX_V6,
+            notice_rate: 0,
         }
+    }
+}
+
+impl Config {
+    /// The most a newcomer may be sent at once besides its greeting line:
+    /// the motd, the who line and the history. Half of `--max-output` is the
+    /// limit, so a newcomer that reads is never cut by its own welcome.
+    fn welcome_share(&self) -> usize {
+        (self.max_output / 2).saturating_sub(GREETING_SLACK)
+    }
+
+    fn motd_room(&self) -> usize {
+        if self.motd.is_some() {
+            self.max_motd
+        } else {
+            0
+        }
+    }
+
+    fn who_room(&self) -> usize {
+        if self.who_on_join { MAX_WHO_BYTES } else { 0 }
+    }
+
+    /// The history's byte limit: `--history-bytes` if given, else the default
+    /// lowered to what fits beside the motd in a newcomer's share.
+    pub fn history_limit(&self) -> usize {
+        match self.history_bytes {
+            Some(n) => n,
+            None => DEFAULT_HISTORY_BYTES.min(
+                self.welcome_share()
+                    .saturating_sub(self.motd_room() + self.who_room()),
+            ),
+        }
+    }
+
+    /// Refuses settings that contradict each other, with a message naming the
+    /// flags and values.
+    pub fn check(&self) -> Result<(), String> {
+        let history = if self.history > 0 {
+            self.history_limit()
+        } else {
+            0
+        };
+        let welcome = self.motd_room() + self.who_room() + history;
+        if welcome > self.welcome_share() {
+            let mut parts = Vec::new();
+            if self.motd.is_some() {
+                parts.push(format!("--max-motd {}", self.max_motd));
+            }
+            if self.who_on_join {
+                parts.push(format!("the who line ({MAX_WHO_BYTES})"));
+            }
+            if self.history > 0 {
+                parts.push(format!("--history-bytes {history}"));
+            }
+            return Err(format!(
+                "{} must fit in half of --max-output {} (less {GREETING_SLACK} bytes), \
+                 because every newcomer is sent them at once: lower them or raise --max-output",
+                parts.join(" plus "),
+                self.max_output
+            ));
+        }
+        if self.history > 0 && history == 0 {
+            return Err("--history-bytes must be more than 0 with --history".into());
+        }
+        if self.per_ip_prefix_v6 > 128 {
+            return Err(format!(
+                "--per-ip-prefix-v6: at most 128, got {}",
+                self.per_ip_prefix_v6
+            ));
+        }
+        Ok(())
     }
 }
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Invocation {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
@@ -133,6 +244,11 @@ Options:
                              [default: descriptor limit minus 32]
   --max-per-ip N             most clients per source address; 0 = no limit;
                              set this on a public address [default: 0]
+  --per-ip-prefix-v6 BITS    IPv6 sources in one prefix count as one address
+                             for --max-per-ip [default: 64]
+  --notice-rate N            arrivals and departures announced per second;
+                             the rest are summed up once a second; 0 = all
+                             [default: 0; set it on a public address]
   --idle-timeout DURATION    close clients silent this long (e.g. 5m)
                              [default: off]
   --ask-name                 ask each newcomer for a name first
@@ -141,6 +257,10 @@ Options:
                              (re-read on SIGHUP)
   --history N                replay the last N chat lines to newcomers
                              [default: 0]
+  --history-bytes BYTES      most bytes of history kept; the oldest lines go
+                             first [default: 256KiB, less if the motd and
+                             history would not fit in half of --max-output]
+  --max-motd BYTES           largest --motd file accepted [default: 64KiB]
   --shutdown-grace DURATION  how long SIGTERM/SIGINT keep flushing
                              [default: 2s]
   --metrics ADDR             serve Prometheus metrics on http://ADDR/metrics
@@ -223,10 +343,18 @@ where
                     parse_duration(&value()?).map_err(|e| format!("{flag}: {e}"))?
             }
             "--metrics" => config.metrics = Some(value()?),
+            "--max-motd" => config.max_motd = positive(&flag, parse_bytes(&value()?))?,
+            "--history-bytes" => {
+                config.history_bytes =
+                    Some(parse_bytes(&value()?).map_err(|e| format!("{flag}: {e}"))?)
+            }
+            "--per-ip-prefix-v6" => config.per_ip_prefix_v6 = number(&flag, &value()?)?,
+            "--notice-rate" => config.notice_rate = number(&flag, &value()?)?,
             _ => return Err(format!("unknown option {flag} (try --help)")),
         }
     }
-    Ok(Invocation::Run(config))
+    config.check()?;
+    Ok(Invocation::Run(Box::new(config)))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T, String> {
@@ -278,14 +406,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration {s:?} is too long"))
 }
 
-/// Resolves the listen address (`localhost:8000` works as well as IPs).
-pub fn resolve(listen: &str) -> std::io::Result<SocketAddr> {
-    listen.to_socket_addrs()?.next().ok_or_else(|| {
+/// Resolves an address given with `flag` (`localhost:8000` works as well as
+/// IPs). Errors name the flag and the value.
+pub fn resolve(flag: &str, value: &str) -> std::io::Result<SocketAddr> {
+    let addrs = value.to_socket_addrs().map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::InvalidInput {
+            " (expected HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000)"
+        } else {
+            ""
+        };
+        flag_error(flag, value, e, hint)
+    })?;
+    addrs.into_iter().next().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{listen}: no address"),
+            format!("{flag} {value}: no address"),
         )
     })
+}
+
+/// `e`, prefixed with the flag and value that caused it.
+pub fn flag_error(flag: &str, value: &str, e: std::io::Error, hint: &str) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{flag} {value}: {e}{hint}"))
 }
 
 #[cfg(test)]
@@ -294,7 +436,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, String> {
         match parse_args(args.iter().copied())? {
-            Invocation::Run(c) => Ok(c),
+            Invocation::Run(c) => Ok(*c),
             other => panic!("{other:?}"),
         }
     }

@@ -18,6 +18,7 @@
 //! - [`clean`]: user text made safe for other people's terminals.
 //! - [`command`]: parsing `/commands` and checking names.
 //! - [`rate`]: the per-client token bucket.
+//! - [`notice`]: `--notice-rate`, summing up arrivals in a connect storm.
 //! - [`config`]: every flag, limit and default.
 //! - [`stats`], [`metrics`], [`http`]: counters, `/stats`, Prometheus.
 //! - [`log_gate`]: keeping repeated warnings from flooding the log.
@@ -42,11 +43,12 @@ pub mod http;
 pub mod line_buffer;
 pub mod log_gate;
 pub mod metrics;
+pub mod notice;
 pub mod out_queue;
 pub mod rate;
 pub mod server;
 pub mod stats;
 pub mod sys;
 
-pub use config::{Config, SlowClient};
+pub use config::{Config, PER_CLIENT_BYTES, SLACK_BYTES, SlowClient};
 pub use server::{Exit, Server};

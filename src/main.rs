@@ -8,7 +8,7 @@ use natter::{Exit, Server, sys};
 
 fn main() -> ExitCode {
     let config = match parse_args(std::env::args_os().skip(1)) {
-        Ok(Invocation::Run(config)) => config,
+        Ok(Invocation::Run(config)) => *config,
         Ok(Invocation::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -7,7 +7,7 @@
 //! registry it is handed, under tokens the server routes back to it.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use log::{debug, info};
 use mio::net::{TcpListener, TcpStream};
@@ -20,23 +20,51 @@ use crate::stats::{Gauges, Stats, render_prometheus};
 
 /// Metrics connections open at once at most; more are closed on accept.
 pub const MAX_METRICS_CONNS: usize = 16;
+/// Metrics connections open at once from one source address (IPv6: one
+/// /64): a slow client at one address cannot take every slot, so a scraper
+/// elsewhere always gets in.
+pub const MAX_METRICS_PER_SOURCE: usize = 4;
+/// How long a metrics connection may take to send its request head; a
+/// scraper sends it at once, a slow-loris never finishes it.
+pub const METRICS_HEAD_TIMEOUT_MS: u64 = 2_000;
 /// How long one metrics connection may stay open.
 pub const METRICS_CONN_TIMEOUT_MS: u64 = 5_000;
+/// How long to wait before accepting again when descriptors ran out.
+const ACCEPT_RETRY_MS: u64 = 100;
 
 struct HttpConn {
     socket: TcpStream,
+    /// The peer's address, grouped as `--max-per-ip` groups them.
+    source: IpAddr,
     /// The request bytes received so far (at most [`MAX_REQUEST`]).
     request: Vec<u8>,
     /// The response, once decided, and how much of it was written.
     response: Vec<u8>,
     written: usize,
+    /// When the request head must be complete.
+    head_by_ms: u64,
     close_by_ms: u64,
+}
+
+impl HttpConn {
+    /// When this connection is closed if it is still open: the head deadline
+    /// until the request is read, then the overall one.
+    fn deadline_ms(&self) -> u64 {
+        if self.response.is_empty() {
+            self.head_by_ms.min(self.close_by_ms)
+        } else {
+            self.close_by_ms
+        }
+    }
 }
 
 /// The metrics listener and its open connections.
 pub struct MetricsEndpoint {
     listener: TcpListener,
     conns: Slab<HttpConn>,
+    /// Set when accept failed for want of descriptors: the backlog is not
+    /// drained, so no new event will come; accept again at this time.
+    retry_at_ms: Option<u64>,
 }
 
 impl MetricsEndpoint {
@@ -51,6 +79,7 @@ impl MetricsEndpoint {
         Ok(MetricsEndpoint {
             listener,
             conns: Slab::new(),
+            retry_at_ms: None,
         })
     }
 
@@ -60,12 +89,23 @@ impl MetricsEndpoint {
             .expect("bound listener has an address")
     }
 
-    /// Accepts until `WouldBlock`; over the connection cap, closes at once.
+    /// Accepts until `WouldBlock`; over the connection caps (in all, or
+    /// from one source), closes at once.
     pub fn accept_all(&mut self, registry: &Registry, now_ms: u64) {
+        self.retry_at_ms = None;
         loop {
             match self.listener.accept() {
-                Ok((mut socket, _)) => {
-                    if self.conns.len() >= MAX_METRICS_CONNS {
+                Ok((mut socket, addr)) => {
+                    let source = crate::client::source_key(addr.ip(), 64);
+                    let from_source = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.source == source)
+                        .count();
+                    if self.conns.len() >= MAX_METRICS_CONNS
+                        || from_source >= MAX_METRICS_PER_SOURCE
+                    {
+                        debug!("metrics: refused {addr}: too many connections");
                         continue; // Dropped: closed.
                     }
                     let entry = self.conns.vacant_entry();
@@ -76,16 +116,24 @@ impl MetricsEndpoint {
                     {
                         entry.insert(HttpConn {
                             socket,
+                            source,
                             request: Vec::new(),
                             response: Vec::new(),
                             written: 0,
+                            head_by_ms: now_ms + METRICS_HEAD_TIMEOUT_MS,
                             close_by_ms: now_ms + METRICS_CONN_TIMEOUT_MS,
                         });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    debug!("metrics accept: {e}");
+                    // Out of descriptors, most likely: the waiting connections
+                    // stay in the backlog and edge-triggered readiness will
+                    // not fire again for them, so try again shortly.
+                    debug!("metrics accept: {e}; retrying in {ACCEPT_RETRY_MS} ms");
+                    self.retry_at_ms = Some(now_ms + ACCEPT_RETRY_MS);
                     return;
                 }
             }
@@ -159,14 +207,29 @@ impl MetricsEndpoint {
         let _ = registry.deregister(&mut conn.socket);
     }
 
-    /// The earliest connection deadline, for the poll timeout.
+    /// The earliest deadline (a connection's, or the accept retry), for
+    /// the poll timeout.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.conns.iter().map(|(_, c)| c.close_by_ms).min()
+        let conns = self.conns.iter().map(|(_, c)| c.deadline_ms());
+        conns.chain(self.retry_at_ms).min()
     }
 
-    /// Closes connections that overstayed [`METRICS_CONN_TIMEOUT_MS`].
-    pub fn expire(&mut self, now_ms: u64) {
-        self.conns.retain(|_, c| c.close_by_ms > now_ms);
+    /// Closes connections that overstayed their deadline, and accepts again
+    /// if an accept was put off.
+    pub fn expire(&mut self, registry: &Registry, now_ms: u64) {
+        let late: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline_ms() <= now_ms)
+            .map(|(key, _)| key)
+            .collect();
+        for key in late {
+            debug!("metrics: connection timed out");
+            self.close(key, registry);
+        }
+        if self.retry_at_ms.is_some_and(|at| at <= now_ms) {
+            self.accept_all(registry, now_ms);
+        }
     }
 
     /// Closes the listener and every connection (at shutdown).

@@ -16,9 +16,30 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::mem::size_of;
 use std::rc::Rc;
 
-/// Counts the bytes held by live chunks, so the server can bound the total
+/// What the allocator adds to each allocation (glibc: a 16-byte header and
+/// 16-byte alignment), so that what is counted is what the heap really holds.
+const MALLOC_OVERHEAD: usize = 16;
+/// What one chunk costs beside its bytes: the `Rc` counts and the [`Chunk`]
+/// itself in one allocation, and the header of the bytes' allocation.
+pub const CHUNK_HEADER: usize = 2 * size_of::<usize>() + size_of::<Chunk>() + 2 * MALLOC_OVERHEAD;
+/// What one entry slot of a queue is charged against `--max-output`: the slot
+/// itself and the header of a chunk it may keep alive on its own. (Shared
+/// chunks are thereby charged to each of their holders; the cap errs on the
+/// side of counting too much.)
+pub const ENTRY_COST: usize = size_of::<Entry>() + CHUNK_HEADER;
+/// A queue holding more entries than this at the end of a turn is compacted:
+/// a client that stopped reading gains one entry per turn it misses, and
+/// without compaction its memory would follow the turns, not the bytes.
+pub const COMPACT_AT: usize = 8;
+/// Entries shorter than this are merged by compaction. A longer one already
+/// costs little beside its bytes (at most 1/5 more).
+pub const SMALL_ENTRY: usize = 512;
+
+/// Counts the heap bytes that queued output holds — shared chunks with their
+/// headers, and every queue's entry array — so the server can bound the total
 /// memory queued for all clients. Clones share one counter.
 #[derive(Clone, Debug, Default)]
 pub struct Meter(Rc<Cell<usize>>);
@@ -41,26 +62,78 @@ impl Meter {
 /// Immutable bytes shared by every queue that still has to send them. Freed,
 /// and subtracted from its [`Meter`], when the last entry pointing at it is
 /// written or dropped.
+///
+/// A chunk held by one entry only may still grow at its end: compaction
+/// appends a stalled client's small entries to the chunk that ends its queue
+/// rather than copying everything again.
 #[derive(Debug)]
 pub struct Chunk {
-    bytes: Box<[u8]>,
+    /// The bytes. Its capacity, plus [`CHUNK_HEADER`], is what the meter holds
+    /// for this chunk.
+    bytes: Vec<u8>,
     meter: Meter,
 }
 
 impl Chunk {
     /// Copies `bytes` into a new shared chunk, counted by `meter`.
     pub fn new(bytes: &[u8], meter: &Meter) -> Rc<Chunk> {
-        meter.add(bytes.len());
+        Chunk::owned(bytes.to_vec(), meter)
+    }
+
+    /// Makes `bytes` a chunk, counted by `meter`.
+    pub fn owned(bytes: Vec<u8>, meter: &Meter) -> Rc<Chunk> {
+        meter.add(CHUNK_HEADER + bytes.capacity());
         Rc::new(Chunk {
-            bytes: bytes.into(),
+            bytes,
             meter: meter.clone(),
         })
+    }
+
+    /// The chunk's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Appends `more`, keeping the meter in step with the capacity.
+    fn extend(&mut self, more: &[u8]) {
+        let before = self.bytes.capacity();
+        self.bytes.extend_from_slice(more);
+        self.meter.add(self.bytes.capacity() - before);
     }
 }
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        self.meter.sub(self.bytes.len());
+        self.meter.sub(CHUNK_HEADER + self.bytes.capacity());
+    }
+}
+
+/// Lines every newcomer (or every asker) gets the same, held once: the
+/// motd, the history replay, the `/who` answer. Queued by reference.
+#[derive(Clone, Debug)]
+pub struct SharedText {
+    pub chunk: Rc<Chunk>,
+    /// Lines in it, counted once when it is built.
+    pub lines: u64,
+}
+
+impl SharedText {
+    /// Copies `bytes` (whole lines) into one chunk counted by `meter`.
+    pub fn new(bytes: Vec<u8>, meter: &Meter) -> SharedText {
+        SharedText {
+            lines: count_newlines(&bytes),
+            chunk: Chunk::owned(bytes, meter),
+        }
+    }
+
+    /// Bytes in it.
+    pub fn len(&self) -> usize {
+        self.chunk.bytes.len()
+    }
+
+    /// True if it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.chunk.bytes.is_empty()
     }
 }
 
@@ -118,6 +191,40 @@ impl Entry {
                 _ => false,
             }
     }
+
+    /// True if nobody else holds this entry's chunk: copying its bytes frees
+    /// them.
+    fn is_private(&self) -> bool {
+        self.chunk
+            .as_ref()
+            .is_some_and(|c| Rc::strong_count(c) == 1 && Rc::weak_count(c) == 0)
+    }
+
+    /// True if the chunk is private and the entry runs to its end, so bytes
+    /// can be appended to it.
+    fn can_grow(&self) -> bool {
+        self.is_private()
+            && self
+                .chunk
+                .as_ref()
+                .is_some_and(|c| self.end as usize == c.bytes.len())
+    }
+
+    /// Appends `bytes` to this entry's chunk if nobody else holds the chunk
+    /// and the entry runs to its end; false if it cannot grow.
+    fn grow(&mut self, bytes: &[u8]) -> bool {
+        let Some(chunk) = self.chunk.as_mut().and_then(Rc::get_mut) else {
+            return false;
+        };
+        if self.end as usize != chunk.bytes.len()
+            || chunk.bytes.len() + bytes.len() > u32::MAX as usize
+        {
+            return false;
+        }
+        chunk.extend(bytes);
+        self.end = chunk.bytes.len() as u32;
+        true
+    }
 }
 
 /// How many ranges one `writev` call gathers at most. Queues are usually one
@@ -165,11 +272,25 @@ pub struct OutQueue {
     /// Ranges to send, in order. The first one may be partly sent already: its
     /// `start` moves forward as bytes are written.
     entries: VecDeque<Entry>,
-    /// Sum of the entries' lengths: what the per-client cap is checked against.
+    /// Sum of the entries' lengths.
     len: usize,
+    /// Where the entry array's memory is counted (with every chunk's).
+    meter: Meter,
+    /// Entry slots (the array's capacity) counted in `meter` so far.
+    counted_slots: usize,
 }
 
 impl OutQueue {
+    /// An empty queue whose entry array is counted by `meter`.
+    pub fn new(meter: &Meter) -> OutQueue {
+        OutQueue {
+            entries: VecDeque::new(),
+            len: 0,
+            meter: meter.clone(),
+            counted_slots: 0,
+        }
+    }
+
     /// Bytes waiting.
     pub fn len(&self) -> usize {
         self.len
@@ -178,6 +299,30 @@ impl OutQueue {
     /// True when nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// What this queue is charged against `--max-output`: its bytes, plus
+    /// [`ENTRY_COST`] for every entry slot it holds.
+    pub fn cost(&self) -> usize {
+        self.len + self.entries.capacity() * ENTRY_COST
+    }
+
+    /// Entries queued (ranges, not bytes).
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Brings the meter in step with the entry array's capacity.
+    fn recount(&mut self) {
+        let slots = self.entries.capacity();
+        if slots > self.counted_slots {
+            self.meter
+                .add((slots - self.counted_slots) * size_of::<Entry>());
+        } else {
+            self.meter
+                .sub((self.counted_slots - slots) * size_of::<Entry>());
+        }
+        self.counted_slots = slots;
     }
 
     /// Appends `entry`, merging it into the last one when they are adjacent
@@ -194,6 +339,51 @@ impl OutQueue {
             return;
         }
         self.entries.push_back(entry);
+        if self.entries.capacity() != self.counted_slots {
+            self.recount();
+        }
+    }
+
+    /// Merges runs of small entries that this queue alone holds (private
+    /// lines, notices, `/msg` floods) into one chunk, once the queue holds
+    /// more than [`COMPACT_AT`] entries. A small entry is appended to the
+    /// private chunk before it when there is one, so a queue that keeps
+    /// growing has each byte copied about once, not once per compaction.
+    ///
+    /// Bytes shared with other queues are never copied: with ten thousand
+    /// stalled readers, one turn's broadcast copied into each of their queues
+    /// would cost ten thousand times its size in one go. A shared entry holds
+    /// at least one whole line, so it costs at most a few times its bytes,
+    /// and that cost is counted. Must not be called while arena entries
+    /// remain.
+    pub fn compact(&mut self) {
+        if self.entries.len() <= COMPACT_AT {
+            return;
+        }
+        let old = std::mem::take(&mut self.entries);
+        let mut kept: VecDeque<Entry> = VecDeque::with_capacity(COMPACT_AT);
+        for entry in old {
+            debug_assert!(entry.chunk.is_some(), "compacting an arena entry");
+            if entry.is_private()
+                && entry.len() < SMALL_ENTRY
+                && let Some(last) = kept.back_mut()
+                && last.is_private()
+                && (last.len() < SMALL_ENTRY || last.can_grow())
+            {
+                let bytes = entry.bytes(&[]);
+                if !last.grow(bytes) {
+                    // Start a private chunk holding both; theirs are freed.
+                    let mut both = Vec::with_capacity(last.len() + bytes.len());
+                    both.extend_from_slice(last.bytes(&[]));
+                    both.extend_from_slice(bytes);
+                    *last = Entry::whole(Chunk::owned(both, &self.meter));
+                }
+                continue;
+            }
+            kept.push_back(entry);
+        }
+        self.entries = kept;
+        self.recount();
     }
 
     /// Writes as much as the writer takes, within `limits`.
@@ -293,6 +483,13 @@ impl OutQueue {
         }
     }
 
+    /// Shrinks the queue until its [`OutQueue::cost`] is at most `cap`, as
+    /// [`OutQueue::truncate_lines`] does. Returns how many lines were dropped.
+    pub fn truncate_cost(&mut self, cap: usize, arena: &[u8]) -> u64 {
+        let slots = self.entries.capacity() * ENTRY_COST;
+        self.truncate_lines(cap.saturating_sub(slots), arena)
+    }
+
     /// Shrinks the queue to at most `cap` bytes by dropping whole lines from
     /// its end (the newest ones). Returns how many lines were dropped. The
     /// oldest, possibly half-sent line is never touched unless it alone is
@@ -356,14 +553,21 @@ impl OutQueue {
     pub fn clear(&mut self) {
         self.entries = VecDeque::new();
         self.len = 0;
+        self.recount();
     }
 
     /// Gives the entry array back to the allocator once the queue is empty,
     /// so idle clients hold no output memory.
     pub fn release(&mut self) {
         if self.is_empty() && self.entries.capacity() > 0 {
-            self.entries = VecDeque::new();
+            self.clear();
         }
+    }
+}
+
+impl Drop for OutQueue {
+    fn drop(&mut self) {
+        self.meter.sub(self.counted_slots * size_of::<Entry>());
     }
 }
 
@@ -513,7 +717,7 @@ mod tests {
         a.seal(low, &chunk);
         b.seal(low, &chunk);
         drop(chunk);
-        assert_eq!(meter.get(), 10, "one copy for both queues");
+        assert_eq!(meter.get(), CHUNK_HEADER + 10, "one copy for both queues");
         arena.clear();
         arena.extend_from_slice(b"garbage that must not be sent");
         for q in [&mut a, &mut b] {
@@ -542,5 +746,105 @@ mod tests {
         assert_eq!(q.truncate_lines(3, &arena), 3);
         assert_eq!(q.len(), 5);
         assert_eq!(q.truncate_lines(100, &arena), 0);
+    }
+
+    /// A queue that never writes and receives one small line per turn,
+    /// in a chunk of its own (a private line, a notice).
+    fn flooded_queue(turns: usize, meter: &Meter) -> (OutQueue, Vec<u8>) {
+        let mut q = OutQueue::new(meter);
+        let mut expected = Vec::new();
+        for turn in 0..turns {
+            let line = format!("alice (private): line {turn}\n");
+            expected.extend_from_slice(line.as_bytes());
+            q.push(Entry::whole(Chunk::new(line.as_bytes(), meter)));
+            q.compact();
+        }
+        (q, expected)
+    }
+
+    #[test]
+    fn compaction_keeps_a_flooded_queue_proportional_to_its_bytes() {
+        let meter = Meter::default();
+        let (mut q, expected) = flooded_queue(10_000, &meter);
+        assert!(q.entry_count() <= COMPACT_AT, "{}", q.entry_count());
+        assert_eq!(q.len(), expected.len());
+        // The charge is the bytes plus a handful of slots, not 10,000 entries.
+        assert!(
+            q.cost() < q.len() + 2 * COMPACT_AT * ENTRY_COST,
+            "{}",
+            q.cost()
+        );
+        // What is held is about the bytes, not one header per line.
+        let held = meter.get();
+        assert!(
+            held < 2 * expected.len() + 16 * CHUNK_HEADER,
+            "{held} for {}",
+            expected.len()
+        );
+        let mut w = Trickle::new(usize::MAX, 1_000);
+        q.write_to(&mut w, &[], OPEN);
+        assert_eq!(w.got, expected, "every byte, in order");
+        drop(q);
+        assert_eq!(meter.get(), 0, "everything given back");
+    }
+
+    #[test]
+    fn compaction_copies_each_byte_about_once() {
+        // The private chunk grows in place: after 10,000 lines there is one,
+        // and its capacity is within a factor of two of the bytes it holds.
+        let meter = Meter::default();
+        let (q, _) = flooded_queue(10_000, &meter);
+        let big: Vec<&Rc<Chunk>> = q
+            .entries
+            .iter()
+            .filter_map(|e| e.chunk.as_ref())
+            .filter(|c| c.bytes.len() >= SMALL_ENTRY)
+            .collect();
+        assert_eq!(big.len(), 1);
+        let held = big[0].bytes.len();
+        assert!(held > 9_000 * 20, "{held}");
+        assert!(big[0].bytes.capacity() <= 2 * held, "{held}");
+    }
+
+    #[test]
+    fn compaction_never_copies_shared_bytes_and_keeps_the_order() {
+        // A stalled reader's broadcasts are shared with other queues: copying
+        // them would multiply them. They stay, and their entries are counted.
+        let meter = Meter::default();
+        let mut q = OutQueue::new(&meter);
+        let mut others = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..40 {
+            let line = format!("bob: shared {i}\n");
+            let chunk = Chunk::new(line.as_bytes(), &meter);
+            q.push(Entry::whole(chunk.clone()));
+            others.push(chunk);
+            expected.extend_from_slice(line.as_bytes());
+            if i % 4 == 0 {
+                let private = format!("*** private {i}\n");
+                q.push(Entry::whole(Chunk::new(private.as_bytes(), &meter)));
+                expected.extend_from_slice(private.as_bytes());
+            }
+            q.compact();
+        }
+        let shared = q.entries.iter().filter(|e| !e.is_private()).count();
+        assert_eq!(shared, 40, "no shared entry was copied");
+        assert!(q.cost() >= q.len() + 40 * ENTRY_COST);
+        let mut w = Trickle::new(usize::MAX, 1_000);
+        q.write_to(&mut w, &[], OPEN);
+        assert_eq!(w.got, expected);
+    }
+
+    #[test]
+    fn the_meter_counts_entry_arrays_and_gives_them_back() {
+        let meter = Meter::default();
+        let mut q = OutQueue::new(&meter);
+        for i in 0..100 {
+            q.push(Entry::arena(i * 2, i * 2 + 1));
+        }
+        assert_eq!(meter.get(), q.entries.capacity() * size_of::<Entry>());
+        assert!(q.cost() >= q.len() + 100 * ENTRY_COST);
+        q.clear();
+        assert_eq!(meter.get(), 0);
     }
 }

@@ -31,12 +31,16 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::client::{Client, Phase, who_from_addr};
+use crate::chat::Outcome;
+use crate::client::{Client, Phase, source_key, who_from_addr};
 use crate::config::{Config, RESERVED_FDS, SlowClient};
 use crate::line_buffer::{Frame, LineBuffer};
 use crate::log_gate::{LogGate, held_note};
 use crate::metrics::MetricsEndpoint;
-use crate::out_queue::{Chunk, Entry, Flushed, Meter, WriteLimits, count_newlines};
+use crate::notice::{Movement, NoticeGate};
+use crate::out_queue::{
+    Chunk, Entry, Flushed, Meter, OutQueue, SharedText, WriteLimits, count_newlines,
+};
 use crate::rate::TokenBucket;
 use crate::stats::{CloseReason, Gauges, Stats};
 
@@ -54,14 +58,15 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Bytes read from one client per turn at most, so one busy client cannot
 /// monopolise a turn; it is served again next turn.
 pub const READ_BUDGET: usize = 32 * 1024;
-/// Formatted output per turn at most: past this, reading stops until the
-/// turn's output is flushed, which bounds the arena and keeps each client's
-/// share of a turn within what one flush delivers. It is lowered to half of
-/// `--max-output` when that is smaller, so one turn's burst alone can never
-/// push a client that keeps up over its cap.
-pub const ARENA_BUDGET: usize = 256 * 1024;
-/// The arena budget is never lowered below this.
-const MIN_ARENA_BUDGET: usize = 4 * 1024;
+/// Output queued for any one client per turn at most, from every source
+/// (broadcasts, private lines, `/who`, notices): a sender whose next line
+/// would pass it for some recipient is not read further this turn, and TCP
+/// holds it back. This bounds the arena, and it keeps what one turn gives a
+/// client within half of `--max-output` (it is lowered to that when smaller),
+/// so a client that keeps up is never cut by what others send it.
+pub const TURN_BUDGET: usize = 256 * 1024;
+/// The turn budget is never lowered below this.
+const MIN_TURN_BUDGET: usize = 4 * 1024;
 /// Arena capacity kept between turns; anything grown beyond is given back.
 const ARENA_KEEP: usize = 64 * 1024;
 /// Bytes written to one client per turn at most.
@@ -69,6 +74,18 @@ pub const WRITE_BUDGET: usize = 1024 * 1024;
 /// How long a leaving client's last output may take to flush before the
 /// connection is closed anyway.
 pub const LINGER: Duration = Duration::from_secs(10);
+/// Connections the kernel completes for us before we accept them. The
+/// standard library's 128 overflows in a connect storm while one turn serves
+/// thousands of clients, and each overflow costs the client a one-second SYN
+/// retry; Redis and nginx use 511, the kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: i32 = 1024;
+/// What one arrival may add to everyone's share of a turn: the longest
+/// address (`[ffff:…]:65535`) and ` has arrived`.
+const ARRIVAL_BYTES: usize = 64;
+/// While reading is paused for everyone, a client whose socket has taken no
+/// byte for this long is closed as slow (the biggest first) until the total
+/// is below half: it holds the room up and shows no sign of reading.
+pub const PAUSE_STALL: Duration = Duration::from_secs(1);
 /// Delay before accepting again after a resource error.
 const ACCEPT_RETRY_MS: u64 = 100;
 /// Shortest gap between two sweeps of the client list for idle timeouts:
@@ -93,9 +110,12 @@ pub struct Server {
     local_addr: SocketAddr,
     pub(crate) config: Config,
     max_clients: usize,
-    /// Formatted output allowed per turn: [`ARENA_BUDGET`], or less with a
+    /// Output allowed per client per turn: [`TURN_BUDGET`], or less with a
     /// small `--max-output`.
-    arena_budget: usize,
+    turn_budget: usize,
+    /// The most bytes queued for one client alone (not broadcasts) this turn,
+    /// over all clients: a broadcast may add at most `turn_budget` minus this.
+    pub(crate) turn_max_private: usize,
     /// Every connected client, keyed by its poll token.
     pub(crate) clients: Slab<Client>,
     /// This turn's formatted broadcasts. Receivers' queues point into it; at
@@ -104,8 +124,12 @@ pub struct Server {
     pub(crate) arena: Vec<u8>,
     /// Turn counter; tells current client marks from stale ones.
     pub(crate) turn: u32,
-    /// Bytes held by shared output chunks.
-    meter: Meter,
+    /// Bytes held by queued output: shared chunks and entry arrays. What
+    /// `--max-total-output` bounds.
+    pub(crate) meter: Meter,
+    /// Bytes held by the motd, history and `/who` texts: bounded by their
+    /// own limits, so they do not count against `--max-total-output`.
+    pub(crate) fixed_meter: Meter,
     /// Where reads land before they are copied to a client's line buffer.
     scratch: Box<[u8]>,
     /// Clients to read next turn without waiting for an event.
@@ -116,7 +140,7 @@ pub struct Server {
     doomed: Vec<usize>,
     /// Reused lists, so a turn allocates nothing.
     visit: Vec<usize>,
-    sealing: Vec<usize>,
+    backlog: Vec<usize>,
     /// Rate-limited clients and when to read them again: (ms, key, id).
     throttled: BinaryHeap<Reverse<(u64, usize, u64)>>,
     /// Names taken with `/nick` or `--ask-name`, by [`crate::command::name_key`].
@@ -125,8 +149,17 @@ pub struct Server {
     per_ip: HashMap<IpAddr, usize>,
     /// The last `--history` chat lines, formatted.
     pub(crate) history: std::collections::VecDeque<Box<[u8]>>,
+    /// Bytes in `history`, at most `Config::history_limit`.
+    pub(crate) history_bytes: usize,
+    /// `history` as one shared text, built when a newcomer needs it after a
+    /// change.
+    pub(crate) history_text: Option<SharedText>,
     /// The `--motd` lines, cleaned, each ending in `\n`.
-    pub(crate) motd: Vec<u8>,
+    pub(crate) motd: Option<SharedText>,
+    /// The `/who` answer, built when asked for after a change of membership.
+    pub(crate) who_text: Option<SharedText>,
+    /// `--notice-rate`: which arrivals and departures are announced.
+    pub(crate) notices: NoticeGate,
     pub(crate) stats: Stats,
     /// Clients in [`Phase::Joined`].
     pub(crate) joined: usize,
@@ -154,13 +187,15 @@ pub struct Server {
     gate_fd: LogGate,
     gate_pause: LogGate,
     gate_resume: LogGate,
+    gate_signal: LogGate,
 }
 
 impl Server {
     /// Binds `config.listen` and prepares the server.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let addr = crate::config::resolve(&config.listen)?;
-        let listener = TcpListener::bind(addr)?;
+        let addr = crate::config::resolve("--listen", &config.listen)?;
+        let listener = listen(addr)
+            .map_err(|e| crate::config::flag_error("--listen", &config.listen, e, ""))?;
         Server::with_listener(listener, config)
     }
 
@@ -171,6 +206,9 @@ impl Server {
     }
 
     fn with_listener(mut listener: TcpListener, config: Config) -> io::Result<Server> {
+        config
+            .check()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -181,35 +219,44 @@ impl Server {
                 .max(1)
         });
         let metrics = match &config.metrics {
-            Some(addr) => {
-                let addr = crate::config::resolve(addr)?;
-                Some(MetricsEndpoint::bind(addr, poll.registry(), METRICS)?)
+            Some(value) => {
+                let addr = crate::config::resolve("--metrics", value)?;
+                let endpoint = MetricsEndpoint::bind(addr, poll.registry(), METRICS)
+                    .map_err(|e| crate::config::flag_error("--metrics", value, e, ""))?;
+                Some(endpoint)
             }
             None => None,
         };
-        let arena_budget = ARENA_BUDGET.min((config.max_output / 2).max(MIN_ARENA_BUDGET));
+        let turn_budget = TURN_BUDGET.min((config.max_output / 2).max(MIN_TURN_BUDGET));
+        let notices = NoticeGate::new(config.notice_rate);
         let mut server = Server {
             poll,
             listener: Some(listener),
             local_addr,
             config,
             max_clients,
-            arena_budget,
+            turn_budget,
+            turn_max_private: 0,
             clients: Slab::new(),
             arena: Vec::with_capacity(ARENA_KEEP),
             turn: 0,
             meter: Meter::default(),
+            fixed_meter: Meter::default(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             ready: Vec::new(),
             dirty: Vec::new(),
             doomed: Vec::new(),
             visit: Vec::new(),
-            sealing: Vec::new(),
+            backlog: Vec::new(),
             throttled: BinaryHeap::new(),
             names: HashMap::new(),
             per_ip: HashMap::new(),
             history: Default::default(),
-            motd: Vec::new(),
+            history_bytes: 0,
+            history_text: None,
+            motd: None,
+            who_text: None,
+            notices,
             stats: Stats::default(),
             joined: 0,
             next_id: 0,
@@ -230,6 +277,7 @@ impl Server {
             gate_fd: LogGate::new(1),
             gate_pause: LogGate::new(2),
             gate_resume: LogGate::new(2),
+            gate_signal: LogGate::new(2),
         };
         if server.config.max_total_output / 2 < server.config.max_output {
             warn!(
@@ -238,7 +286,14 @@ impl Server {
                 server.config.max_total_output, server.config.max_output
             );
         }
-        server.load_motd()?;
+        server.load_motd().map_err(|e| {
+            let path = server
+                .config
+                .motd
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            io::Error::new(e.kind(), format!("--motd {}: {e}", path.display()))
+        })?;
         server.schedule_sweep();
         Ok(server)
     }
@@ -259,11 +314,12 @@ impl Server {
     }
 
     /// Handles SIGTERM and SIGINT (graceful shutdown) and SIGHUP (re-read the
-    /// motd) inside the loop. Only the daemon does this; tests that run many
+    /// motd) inside the loop, and ignores SIGUSR1 and SIGUSR2. Only the daemon does this; tests that run many
     /// servers in one process do not.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+        let mut signals =
+            signal_hook_mio::v1_0::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -330,8 +386,10 @@ impl Server {
             self.accept_retry_ms,
             self.shutdown_by_ms,
             self.metrics.as_ref().and_then(|m| m.next_deadline()),
+            self.notices.due_ms(),
+            // Stalled holders are looked for every tenth of PAUSE_STALL.
             self.reading_paused
-                .then(|| self.paused_at_ms + LINGER.as_millis() as u64),
+                .then(|| now + PAUSE_STALL.as_millis() as u64 / 10),
         ];
         timers
             .into_iter()
@@ -343,12 +401,24 @@ impl Server {
     // ----- accepting -------------------------------------------------------
 
     /// Accepts until `WouldBlock`. One failed accept never stops the server.
+    ///
+    /// Every newcomer is announced to everyone, so accepting produces output
+    /// as reading does: it stops while reading is paused (the kernel's
+    /// backlog holds the newcomers) and once the turn's budget is used, and
+    /// goes on when that ends.
     fn accept_all(&mut self) {
         self.accept_retry_ms = None;
         loop {
             let Some(listener) = &self.listener else {
                 return;
             };
+            if self.reading_paused {
+                return; // Resuming accepts again.
+            }
+            if !self.fits_everyone(ARRIVAL_BYTES) {
+                self.accept_retry_ms = Some(self.now_ms);
+                return;
+            }
             match listener.accept() {
                 Ok((socket, addr)) => self.admit(socket, addr),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -414,7 +484,7 @@ impl Server {
     /// Decides whether a new connection may stay, and sets it up.
     fn admit(&mut self, mut socket: TcpStream, addr: SocketAddr) {
         self.stats.accepted += 1;
-        let ip = addr.ip().to_canonical();
+        let ip = source_key(addr.ip(), self.config.per_ip_prefix_v6);
         let refusal = if self.shutdown_by_ms.is_some() {
             Some((CloseReason::Shutdown, &b"*** server shutting down\n"[..]))
         } else if self.clients.len() >= self.max_clients {
@@ -461,7 +531,8 @@ impl Server {
         let who = who_from_addr(addr).into_boxed_str();
         self.next_id += 1;
         let bucket = TokenBucket::full(self.config.rate, self.now_ms);
-        let mut client = Client::new(socket, ip, who, self.next_id, bucket, self.now_ms);
+        let output = OutQueue::new(&self.meter);
+        let mut client = Client::new(socket, ip, who, self.next_id, bucket, self.now_ms, output);
         client.read_turn = self.turn.wrapping_sub(1);
         client.mark = self.arena.len() as u32;
         client.mark_turn = self.turn;
@@ -533,7 +604,7 @@ impl Server {
     }
 
     /// Handles what is buffered, then reads until `WouldBlock`, the per-turn
-    /// budget, or a stop (rate limit, arena budget, total-output pause).
+    /// budget, or a stop (rate limit, turn budget, total-output pause).
     fn serve_read(&mut self, key: usize) {
         let client = &mut self.clients[key];
         if client.doomed
@@ -553,7 +624,6 @@ impl Server {
         let mut input = std::mem::take(&mut client.input);
         let mut stopped = self.handle_lines(key, &mut input);
         let mut budget = READ_BUDGET;
-        let mut eof = false;
         let mut failure = None;
         while !stopped && self.clients[key].readable {
             if budget == 0 {
@@ -564,7 +634,12 @@ impl Server {
             match client.socket.read(&mut self.scratch) {
                 Ok(0) => {
                     client.readable = false;
-                    eof = true;
+                    client.eof = true;
+                    if !input.is_empty() {
+                        // The last line may lack its newline; it still counts.
+                        input.push(b"\n");
+                        stopped = self.handle_lines(key, &mut input);
+                    }
                     break;
                 }
                 Ok(n) => {
@@ -583,33 +658,29 @@ impl Server {
                 }
             }
         }
-        if eof {
-            // The last line may lack its newline; it still counts.
-            if let Some(frame) = input.finish(self.config.max_line) {
-                self.handle_frame(key, frame);
-            }
-        }
         let client = &mut self.clients[key];
         input.release_if_empty();
         client.input = input;
         if let Some(e) = failure {
             debug!("{}: read: {e}", client.who);
             self.doom(key, CloseReason::Error);
-        } else if eof && self.clients[key].phase != Phase::Closing && !self.clients[key].doomed {
+        } else if client.eof && !stopped && client.phase != Phase::Closing && !client.doomed {
+            // Every line it sent is handled: now it leaves.
             self.leave(key, CloseReason::Eof, None);
         }
     }
 
     /// Handles complete lines from `input` until none is left or something
     /// says stop. Returns true if it stopped early (input may remain).
+    ///
+    /// A line is looked at before it is taken: if what it would queue does
+    /// not fit in this turn's budget, it stays in the buffer and the client
+    /// is read again next turn; TCP holds the rest back meanwhile.
     fn handle_lines(&mut self, key: usize, input: &mut LineBuffer) -> bool {
+        let max = self.config.max_line;
         loop {
             let client = &self.clients[key];
             if client.doomed || client.phase == Phase::Closing || self.reading_paused {
-                return true;
-            }
-            if self.arena.len() >= self.arena_budget {
-                self.ready.push(key);
                 return true;
             }
             let held = self.queued_bytes();
@@ -617,51 +688,79 @@ impl Server {
                 self.pause_reading(held);
                 return true;
             }
+            let Some(frame) = input.peek(max) else {
+                return false;
+            };
             let client = &mut self.clients[key];
             let rate = self.config.rate;
-            if rate > 0
-                && !client.bucket.ready(rate, self.now_ms)
-                && input.has_frame(self.config.max_line)
-            {
+            if rate > 0 && !client.bucket.ready(rate, self.now_ms) {
                 let wake = self.now_ms + client.bucket.wait_ms(rate);
                 client.throttled = true;
                 self.throttled.push(Reverse((wake, key, client.id)));
                 self.stats.rate_limited += 1;
                 return true;
             }
-            let Some(frame) = input.next(self.config.max_line) else {
-                return false;
-            };
+            if self.handle_frame(key, frame) == Outcome::Held {
+                self.stats.budget_holds += 1;
+                self.ready.push(key);
+                return true;
+            }
             if rate > 0 {
                 self.clients[key].bucket.take();
             }
-            self.handle_frame(key, frame);
+            input.next(max);
         }
     }
 
-    fn handle_frame(&mut self, key: usize, frame: Frame<'_>) {
+    /// Handles one frame, unless what it would queue does not fit this turn.
+    fn handle_frame(&mut self, key: usize, frame: Frame<'_>) -> Outcome {
+        let (line, cut) = match frame {
+            Frame::Line(line) => (line, false),
+            Frame::Cut(kept) => (kept, true),
+        };
+        if self.handle_line(key, line) == Outcome::Held {
+            return Outcome::Held;
+        }
         self.stats.lines_in += 1;
         self.clients[key].last_heard_ms = self.now_ms;
-        match frame {
-            Frame::Line(line) => self.handle_line(key, line),
-            Frame::Cut(kept) => {
-                self.stats.cut_lines += 1;
-                self.handle_line(key, kept);
-                if self.clients[key].phase != Phase::Closing {
-                    // (A cut `/quit REASON` has already left.)
-                    let notice = format!("*** line too long: cut to {} bytes\n", kept.len());
-                    self.send(key, notice.as_bytes());
-                }
-                if let Some(held) = self.gate_warn.pass(self.now_ms) {
-                    warn!(
-                        "{}: line over {} bytes cut{}",
-                        self.clients[key].who,
-                        self.config.max_line,
-                        held_note(held)
-                    );
-                }
+        if cut {
+            self.stats.cut_lines += 1;
+            if self.clients[key].phase != Phase::Closing {
+                // (A cut `/quit REASON` has already left.)
+                let notice = format!("*** line too long: cut to {} bytes\n", line.len());
+                self.send(key, notice.as_bytes());
+            }
+            if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                warn!(
+                    "{}: line over {} bytes cut{}",
+                    self.clients[key].who,
+                    self.config.max_line,
+                    held_note(held)
+                );
             }
         }
+        Outcome::Done
+    }
+
+    /// True if `bytes` more for every member fit in this turn's budget: the
+    /// arena plus the most any one client got privately this turn. A turn
+    /// that has queued nothing yet takes any one line, however long.
+    pub(crate) fn fits_everyone(&self, bytes: usize) -> bool {
+        self.budget_allows(self.arena.len() + self.turn_max_private, bytes)
+    }
+
+    /// True if `bytes` more for `key` alone fit in this turn's budget.
+    pub(crate) fn fits_one(&self, key: usize, bytes: usize) -> bool {
+        self.budget_allows(
+            self.clients[key].private_in(self.turn) + self.arena.len(),
+            bytes,
+        )
+    }
+
+    /// True if `bytes` may follow `used` bytes already queued for a client in
+    /// this turn.
+    pub(crate) fn budget_allows(&self, used: usize, bytes: usize) -> bool {
+        used == 0 || used + bytes <= self.turn_budget
     }
 
     /// Stops reading from everyone until queued output falls below half of
@@ -682,30 +781,8 @@ impl Server {
     }
 
     fn maybe_resume_reading(&mut self) {
-        // A pause that does not end by itself is held by readers that have
-        // stopped; their queues no longer grow, so the per-client cap never
-        // catches them. After LINGER, close the biggest holders as slow.
-        let linger = LINGER.as_millis() as u64;
-        while self.reading_paused
-            && self.now_ms >= self.paused_at_ms + linger
-            && self.meter.get() >= self.config.max_total_output / 2
-        {
-            let biggest = self
-                .clients
-                .iter()
-                .filter(|(_, c)| !c.doomed && !c.output.is_empty())
-                .max_by_key(|(_, c)| c.output.len())
-                .map(|(key, _)| key);
-            let Some(key) = biggest else { break };
-            if let Some(held) = self.gate_warn.pass(self.now_ms) {
-                warn!(
-                    "{}: {} bytes queued while reading is paused: disconnecting{}",
-                    self.clients[key].who,
-                    self.clients[key].output.len(),
-                    held_note(held)
-                );
-            }
-            self.doom(key, CloseReason::Slow);
+        if self.reading_paused && self.meter.get() >= self.config.max_total_output / 2 {
+            self.evict_stalled();
         }
         if self.reading_paused && self.meter.get() < self.config.max_total_output / 2 {
             self.reading_paused = false;
@@ -721,6 +798,40 @@ impl Server {
                     self.ready.push(key);
                 }
             }
+            // Newcomers waited in the backlog meanwhile.
+            self.accept_retry_ms = Some(self.now_ms);
+        }
+    }
+
+    /// A pause that does not end by itself is held by readers that have
+    /// stopped: their queues no longer grow, so the per-client cap never
+    /// catches them, and everyone else waits. So during a pause a client
+    /// whose socket has taken nothing for [`PAUSE_STALL`] is closed as slow,
+    /// the biggest first, until the total is below half; after [`LINGER`] of
+    /// pause, the biggest holders go whether they move or not.
+    fn evict_stalled(&mut self) {
+        let stall = PAUSE_STALL.as_millis() as u64;
+        let all = self.now_ms >= self.paused_at_ms + LINGER.as_millis() as u64;
+        let mut holders: Vec<(usize, usize)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.doomed && !c.output.is_empty())
+            .filter(|(_, c)| all || self.now_ms >= c.last_write_ms + stall)
+            .map(|(key, c)| (c.output.cost(), key))
+            .collect();
+        holders.sort_unstable_by(|a, b| b.cmp(a));
+        for (cost, key) in holders {
+            if self.meter.get() < self.config.max_total_output / 2 {
+                break;
+            }
+            if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                warn!(
+                    "{}: {cost} bytes queued while reading is paused: disconnecting{}",
+                    self.clients[key].who,
+                    held_note(held)
+                );
+            }
+            self.doom(key, CloseReason::Slow);
         }
     }
 
@@ -746,7 +857,11 @@ impl Server {
             self.sweep();
         }
         if let Some(metrics) = &mut self.metrics {
-            metrics.expire(self.now_ms);
+            metrics.expire(self.poll.registry(), self.now_ms);
+        }
+        if let Some(summary) = self.notices.summary(self.now_ms) {
+            self.arena.extend_from_slice(summary.as_bytes());
+            self.stats.lines_out += self.joined as u64;
         }
     }
 
@@ -833,7 +948,7 @@ impl Server {
             return;
         }
         if client.skipping {
-            if client.output.len() < self.config.max_output / 2 {
+            if client.output.cost() < self.config.max_output / 2 {
                 // Drained enough: say what was lost before the next line.
                 client.skipping = false;
                 let notice = format!("*** {} lines skipped\n", client.skipped_unreported);
@@ -843,8 +958,7 @@ impl Server {
                     .push(Entry::whole(Chunk::new(notice.as_bytes(), &self.meter)));
             } else {
                 let lines = count_newlines(&self.arena[from..to]);
-                client.skipped_unreported += lines;
-                client.skipped_total += lines;
+                client.skip(lines);
                 self.stats.skipped_lines += lines;
                 return;
             }
@@ -854,10 +968,25 @@ impl Server {
 
     /// Queues `bytes` (whole lines) for one client only.
     pub(crate) fn send(&mut self, key: usize, bytes: &[u8]) {
+        let lines = count_newlines(bytes);
+        self.send_entry(key, Entry::whole(Chunk::new(bytes, &self.meter)), lines);
+    }
+
+    /// Queues a shared text (motd, history, `/who`) for one client, by
+    /// reference.
+    pub(crate) fn send_shared(&mut self, key: usize, text: &SharedText) {
+        self.send_entry(key, Entry::whole(text.chunk.clone()), text.lines);
+    }
+
+    fn send_entry(&mut self, key: usize, entry: Entry, lines: u64) {
         self.catch_up(key);
-        let chunk = Chunk::new(bytes, &self.meter);
-        self.clients[key].output.push(Entry::whole(chunk));
-        self.stats.lines_out += count_newlines(bytes);
+        let client = &mut self.clients[key];
+        let before = client.output.len();
+        client.output.push(entry);
+        let added = client.output.len() - before;
+        let private = client.add_private(self.turn, added);
+        self.turn_max_private = self.turn_max_private.max(private);
+        self.stats.lines_out += lines;
         self.mark_dirty(key);
     }
 
@@ -871,8 +1000,9 @@ impl Server {
 
     // ----- flushing --------------------------------------------------------
 
-    /// Gives every client with new output one flush, enforces the per-client
-    /// cap, seals what is still unsent, and readies the arena for next turn.
+    /// Gives every client with new output one flush, seals what is still
+    /// unsent, compacts and caps the queues that keep a backlog, and readies
+    /// the arena for next turn.
     fn flush_all(&mut self) {
         let mut visit = std::mem::take(&mut self.visit);
         visit.clear();
@@ -883,8 +1013,9 @@ impl Server {
             self.dirty.clear();
             visit.extend(self.clients.iter().map(|(key, _)| key));
         }
-        let mut sealing = std::mem::take(&mut self.sealing);
-        sealing.clear();
+        // The clients left with a backlog after their flush.
+        let mut backlog = std::mem::take(&mut self.backlog);
+        backlog.clear();
         let mut low = usize::MAX;
         for &key in &visit {
             let Some(client) = self.clients.get_mut(key) else {
@@ -896,30 +1027,33 @@ impl Server {
             }
             self.catch_up(key);
             self.flush_client(key);
-            let client = &mut self.clients[key];
-            if client.doomed {
-                continue;
-            }
-            self.enforce_output_cap(key);
-            if let Some(at) = self.clients[key].output.arena_low() {
-                sealing.push(key);
-                low = low.min(at);
+            let output = &self.clients[key].output;
+            if !self.clients[key].doomed && !output.is_empty() {
+                backlog.push(key);
+                if let Some(at) = output.arena_low() {
+                    low = low.min(at);
+                }
             }
         }
-        if !sealing.is_empty() {
+        if low != usize::MAX {
             // One copy of the still-needed tail of the arena, shared by all.
             let chunk = Chunk::new(&self.arena[low..], &self.meter);
-            for &key in &sealing {
+            for &key in &backlog {
                 self.clients[key].output.seal(low, &chunk);
             }
+        }
+        for &key in &backlog {
+            self.clients[key].output.compact();
+            self.enforce_output_cap(key);
         }
         self.arena.clear();
         if self.arena.capacity() > ARENA_KEEP {
             self.arena.shrink_to(ARENA_KEEP);
         }
         self.turn = self.turn.wrapping_add(1);
+        self.turn_max_private = 0;
         self.visit = visit;
-        self.sealing = sealing;
+        self.backlog = backlog;
         self.maybe_resume_reading();
     }
 
@@ -938,6 +1072,9 @@ impl Server {
             .write_to(&mut client.socket, &self.arena, limits);
         self.stats.bytes_out += report.written as u64;
         self.stats.short_writes += report.short_writes as u64;
+        if report.written > 0 || client.output.is_empty() {
+            client.last_write_ms = self.now_ms;
+        }
         match report.how {
             Flushed::Drained => {
                 if client.write_interest {
@@ -990,11 +1127,12 @@ impl Server {
         }
     }
 
-    /// Applies `--max-output` to what is left after the flush.
+    /// Applies `--max-output` to what is left after the flush: the queue's
+    /// cost, its bytes and the entries that hold them.
     fn enforce_output_cap(&mut self, key: usize) {
         let cap = self.config.max_output;
         let client = &mut self.clients[key];
-        if client.output.len() <= cap {
+        if client.output.cost() <= cap {
             return;
         }
         match self.config.slow_client {
@@ -1003,16 +1141,15 @@ impl Server {
                     warn!(
                         "{}: {} bytes queued, over --max-output {cap}: disconnecting{}",
                         client.who,
-                        client.output.len(),
+                        client.output.cost(),
                         held_note(held)
                     );
                 }
                 self.doom(key, CloseReason::Slow);
             }
             SlowClient::Drop => {
-                let lines = client.output.truncate_lines(cap, &self.arena);
-                client.skipped_unreported += lines;
-                client.skipped_total += lines;
+                let lines = client.output.truncate_cost(cap, &self.arena);
+                client.skip(lines);
                 self.stats.skipped_lines += lines;
                 if !client.skipping {
                     client.skipping = true;
@@ -1066,9 +1203,10 @@ impl Server {
     /// `announce`, the others get `<who> has left`.
     fn depart(&mut self, key: usize, announce: bool, why: Option<&[u8]>) {
         self.joined -= 1;
+        self.who_text = None;
         let who = self.clients[key].who.clone();
         self.names.remove(&crate::command::name_key(&who));
-        if announce {
+        if announce && self.notices.pass(Movement::Departure, self.now_ms) {
             self.arena.extend_from_slice(who.as_bytes());
             self.arena.extend_from_slice(b" has left");
             if let Some(why) = why {
@@ -1141,24 +1279,19 @@ impl Server {
     // ----- signals and shutdown ---------------------------------------------
 
     fn take_signals(&mut self) -> Option<Exit> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
         let pending: Vec<i32> = match &mut self.signals {
             Some(signals) => signals.pending().collect(),
             None => return None,
         };
         for signal in pending {
             match signal {
-                SIGHUP => {
-                    if let Err(e) = self.load_motd() {
-                        warn!("SIGHUP: cannot re-read motd: {e}; keeping the old one");
-                    } else if let Some(path) = &self.config.motd {
-                        info!(
-                            "SIGHUP: re-read motd {} ({} bytes)",
-                            path.display(),
-                            self.motd.len()
-                        );
-                    } else {
-                        info!("SIGHUP: no --motd to re-read");
+                SIGHUP => self.reload(),
+                SIGUSR1 | SIGUSR2 => {
+                    // Their default action would end the daemon; a stray
+                    // `kill -USR1` should not.
+                    if let Some(held) = self.gate_signal.pass(self.now_ms) {
+                        info!("signal {signal} ignored{}", held_note(held));
                     }
                 }
                 SIGTERM | SIGINT if self.shutdown_by_ms.is_some() => {
@@ -1174,6 +1307,28 @@ impl Server {
             }
         }
         None
+    }
+
+    /// SIGHUP: re-reads the motd; a bad new one is logged and the old kept.
+    /// Logged through a gate, so a flood of SIGHUPs cannot flood the log.
+    fn reload(&mut self) {
+        let result = self.load_motd();
+        let Some(held) = self.gate_signal.pass(self.now_ms) else {
+            return;
+        };
+        let held = held_note(held);
+        match (result, &self.config.motd) {
+            (Err(e), Some(path)) => warn!(
+                "SIGHUP: cannot re-read motd {}: {e}; keeping the old one{held}",
+                path.display()
+            ),
+            (_, Some(path)) => info!(
+                "SIGHUP: re-read motd {} ({} bytes){held}",
+                path.display(),
+                self.motd.as_ref().map_or(0, SharedText::len)
+            ),
+            (_, None) => info!("SIGHUP: no --motd to re-read{held}"),
+        }
     }
 
     /// Stops accepting, tells everyone, and keeps flushing until every queue
@@ -1210,6 +1365,7 @@ impl Server {
             let client = &mut self.clients[key];
             if client.phase == Phase::Joined {
                 self.joined -= 1;
+                self.who_text = None;
             }
             client.phase = Phase::Closing;
             client.close_reason = Some(CloseReason::Shutdown);
@@ -1279,12 +1435,23 @@ impl Server {
         }
     }
 
-    /// Re-reads the `--motd` file into cleaned lines.
+    /// Re-reads the `--motd` file into cleaned lines. Reading stops at
+    /// `--max-motd`, so even `/dev/zero` costs no more than that.
     fn load_motd(&mut self) -> io::Result<()> {
         let Some(path) = &self.config.motd else {
             return Ok(());
         };
-        let text = std::fs::read(path)?;
+        let cap = self.config.max_motd;
+        let mut text = Vec::new();
+        File::open(path)?
+            .take(cap as u64 + 1)
+            .read_to_end(&mut text)?;
+        if text.len() > cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("larger than --max-motd {cap} bytes"),
+            ));
+        }
         let mut motd = Vec::with_capacity(text.len());
         let mut lines = LineBuffer::default();
         lines.push(&text);
@@ -1297,9 +1464,31 @@ impl Server {
             crate::clean::clean_into(&mut motd, line);
             motd.push(b'\n');
         }
-        self.motd = motd;
+        if motd.len() > cap {
+            // Control characters are shown in a longer, visible form.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} bytes once control characters are made visible, over --max-motd {cap}",
+                    motd.len()
+                ),
+            ));
+        }
+        self.motd = (!motd.is_empty()).then(|| SharedText::new(motd, &self.fixed_meter));
         Ok(())
     }
+}
+
+/// Binds a listening socket with a backlog of [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As every server does: a restarted daemon can bind at once.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {

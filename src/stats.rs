@@ -82,6 +82,9 @@ pub struct Stats {
     pub total_pauses: u64,
     /// Times accept failed for want of descriptors.
     pub fd_exhausted: u64,
+    /// Times a sender was held back to the next turn because its line would
+    /// have passed some recipient's per-turn budget.
+    pub budget_holds: u64,
 }
 
 impl Stats {
@@ -190,6 +193,12 @@ pub fn render_prometheus(stats: &Stats, gauges: &Gauges) -> String {
         "gauge",
         "1 while reading is paused for everyone.",
         gauges.reading_paused as u64,
+    );
+    metric(
+        "turn_budget_holds_total",
+        "counter",
+        "Times a sender waited a turn because a recipient's per-turn share was used up.",
+        stats.budget_holds,
     );
     metric(
         "fd_exhaustion_total",

@@ -45,6 +45,15 @@ pub fn inherited_listener() -> io::Result<Option<TcpListener>> {
     }
     let listener = fds.take_tcp_listener(0)?;
     if let Some(l) = &listener {
+        // A bound but not listening socket, or a connection as systemd passes
+        // with `Accept=yes`, would be accepted from forever in vain.
+        if !socket2::SockRef::from(l).is_listener()? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the socket passed by systemd (LISTEN_FDS) is not a listening socket: \
+                 use a .socket unit with ListenStream= and Accept=no",
+            ));
+        }
         l.set_nonblocking(true)?;
     }
     Ok(listener)

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, Daemon, PATIENCE};
+use common::{Client, Daemon, PATIENCE, http_agent, scrape};
 use natter::Config;
 
 // ----- helpers --------------------------------------------------------------
@@ -427,38 +427,6 @@ fn notify_socket_may_be_abstract() {
 
 // ----- metrics --------------------------------------------------------------------
 
-fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(PATIENCE))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// `GET http://addr/metrics`, parsed into `name{labels}` → value.
-fn scrape(addr: SocketAddr) -> HashMap<String, u64> {
-    let mut response = http_agent()
-        .get(format!("http://{addr}/metrics"))
-        .call()
-        .expect("scrape");
-    assert_eq!(response.status().as_u16(), 200);
-    let kind = response.headers()["content-type"].to_str().unwrap();
-    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
-    let text = response.body_mut().read_to_string().unwrap();
-    let mut values = HashMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (name, value) = line.rsplit_once(' ').unwrap();
-        let value = value
-            .parse()
-            .unwrap_or_else(|_| panic!("not a whole number: {line:?}"));
-        assert!(
-            values.insert(name.to_string(), value).is_none(),
-            "{name} twice"
-        );
-    }
-    values
-}
-
 fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str) -> u64 {
     after[name] - before[name]
 }
@@ -716,31 +684,85 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 }
 
 #[test]
-fn metrics_connections_are_capped_in_number_and_in_time() {
+fn metrics_connections_are_capped_in_number_per_source_and_in_time() {
+    use natter::metrics::{MAX_METRICS_CONNS, MAX_METRICS_PER_SOURCE, METRICS_HEAD_TIMEOUT_MS};
     let (_, metrics) = metrics_server();
     let started = Instant::now();
-    // MAX_METRICS_CONNS connections that never send a request.
-    let mut idle: Vec<TcpStream> = (0..natter::metrics::MAX_METRICS_CONNS)
-        .map(|_| TcpStream::connect(metrics).unwrap())
+    // Connections that never send a request: MAX_METRICS_PER_SOURCE from
+    // each of several sources, up to MAX_METRICS_CONNS in all.
+    let sources = MAX_METRICS_CONNS / MAX_METRICS_PER_SOURCE;
+    let mut idle: Vec<TcpStream> = (0..MAX_METRICS_CONNS)
+        .map(|i| common::connect_from(&format!("127.0.0.{}", 2 + i % sources), metrics))
         .collect();
-    // Make sure the server has accepted all of them: a scrape from one more
-    // would be refused while they are open, so check through the cap itself.
-    let mut extra = TcpStream::connect(metrics).unwrap();
+    // One more from a source that has its share is closed at once; so is
+    // one from a new source once the whole cap is taken. (Each also shows
+    // the ones before it were accepted.)
+    let mut same = common::connect_from("127.0.0.2", metrics);
+    assert!(
+        closed_within(&mut same, Duration::from_secs(3)),
+        "a connection over the per-source cap is closed at once"
+    );
+    let mut extra = common::connect_from("127.0.0.100", metrics);
     assert!(
         closed_within(&mut extra, Duration::from_secs(3)),
         "a connection over the cap is closed at once"
     );
-    // The idle ones are closed when their time is up, not before.
-    let timeout = Duration::from_millis(natter::metrics::METRICS_CONN_TIMEOUT_MS);
+    // The idle ones are closed when the time for a request head is up.
+    let head = Duration::from_millis(METRICS_HEAD_TIMEOUT_MS);
     for s in &mut idle {
         assert!(
-            closed_within(s, timeout + PATIENCE),
+            closed_within(s, head + PATIENCE),
             "idle metrics connection kept"
         );
     }
-    assert!(started.elapsed() >= timeout - Duration::from_millis(100));
+    let waited = started.elapsed();
+    assert!(waited >= head - Duration::from_millis(100), "{waited:?}");
     // Then the endpoint serves again.
     assert_eq!(scrape(metrics)["natter_clients"], 0);
+}
+
+/// Sixteen slow connections (one byte a second, reconnecting when closed)
+/// from two other addresses: every scrape from the scraper's address gets
+/// its answer, at once.
+#[test]
+fn slow_metrics_clients_elsewhere_never_keep_a_scraper_out() {
+    let (_, metrics) = metrics_server();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..16)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let source = format!("127.0.0.{}", 2 + i % 2);
+                let mut conn = common::connect_from(&source, metrics);
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if conn.write_all(b"G").is_err() {
+                        conn = common::connect_from(&source, metrics);
+                    }
+                    sent += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                sent
+            })
+        })
+        .collect();
+    // Let the attackers take their slots.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let asked = Instant::now();
+        assert_eq!(scrape(metrics)["natter_clients"], 0);
+        slowest = slowest.max(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for a in attackers {
+        assert!(a.join().unwrap() > 0);
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a scrape took {slowest:?}"
+    );
 }
 
 #[test]
@@ -764,4 +786,125 @@ fn an_unterminated_quit_at_end_of_input_counts_once_as_a_quit() {
     // Nothing more was announced: the next line is this one.
     watcher.say("still here");
     watcher.expect(&format!("{}: still here", watcher.who));
+}
+
+// ----- refusing to start --------------------------------------------------------
+
+/// Runs natter with `args` (and `stdin` as descriptor 3 when socket
+/// activation is played) and expects it to refuse to start: returns its
+/// exit code and everything it printed.
+fn refused(args: &[&str], inherited: Option<OwnedFd>) -> (Option<i32>, String) {
+    let mut cmd = Command::new("sh");
+    let script = if inherited.is_some() {
+        r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@" 3<&0 0</dev/null"#
+    } else {
+        r#"exec "$0" "$@""#
+    };
+    cmd.arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_natter"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(fd) = inherited {
+        cmd.stdin(Stdio::from(fd));
+    }
+    let child = cmd.spawn().expect("spawn natter");
+    let out = child.wait_with_output().expect("natter exits");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn start_up_errors_name_the_flag_and_the_value() {
+    let (code, log) = refused(&["--listen", "127.0.0.1"], None);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("cannot start: --listen 127.0.0.1: invalid socket address"),
+        "{log}"
+    );
+    let (code, log) = refused(&["--listen", "127.0.0.1:0", "--metrics", "nonsense"], None);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("--metrics nonsense: invalid socket address"),
+        "{log}"
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, log) = refused(&["--listen", &addr], None);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!("--listen {addr}: Address already in use")),
+        "{log}"
+    );
+}
+
+#[test]
+fn socket_activation_refuses_a_socket_that_is_not_listening() {
+    // Bound but never listening, as a misconfigured unit could pass.
+    let bound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    bound
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    let (code, log) = refused(&["--listen", "127.0.0.1:0"], Some(OwnedFd::from(bound)));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("not a listening socket"), "{log}");
+    assert!(!log.contains("listening on"), "{log}");
+    // A connected socket, as systemd passes with `Accept=yes`.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let connected = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (code, log) = refused(&["--listen", "127.0.0.1:0"], Some(OwnedFd::from(connected)));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("not a listening socket"), "{log}");
+}
+
+#[test]
+fn sigusr1_and_sigusr2_are_ignored_and_logged() {
+    let mut d = Daemon::start(&[]);
+    let mut a = Client::join(d.addr);
+    d.signal("USR1");
+    d.log_until("signal 10 ignored");
+    d.signal("USR2");
+    d.log_until("signal 12 ignored");
+    a.say("still here");
+    a.expect(&format!("{}: still here", a.who));
+    assert!(d.child.try_wait().unwrap().is_none(), "natter is running");
+}
+
+#[test]
+fn a_flood_of_sighups_is_logged_a_few_times_a_second() {
+    let mut d = Daemon::start(&[]);
+    let started = Instant::now();
+    for _ in 0..200 {
+        d.signal("HUP");
+    }
+    let took = started.elapsed();
+    // A marker after the flood: a client's arrival is logged once natter has
+    // handled everything before it.
+    let _marker = Client::join(d.addr);
+    let mut logged = 0;
+    loop {
+        let mut line = String::new();
+        assert!(d.stderr.read_line(&mut line).unwrap() > 0, "log ended");
+        if line.contains("SIGHUP") {
+            logged += 1;
+        }
+        if line.contains(" connected (") {
+            break;
+        }
+    }
+    // Two a second pass the gate (and one summing up the rest).
+    let allowed = 3 * (took.as_secs() + 2);
+    assert!(
+        (1..=allowed).contains(&logged),
+        "{logged} SIGHUP lines for 200 signals in {took:?}"
+    );
 }

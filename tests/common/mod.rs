@@ -322,3 +322,52 @@ pub fn start_with_metrics(config: Config) -> (SocketAddr, SocketAddr) {
     });
     rx.recv().unwrap()
 }
+
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(PATIENCE))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// `GET http://addr/metrics`, parsed into `name{labels}` → value.
+pub fn scrape(addr: SocketAddr) -> HashMap<String, u64> {
+    let mut response = http_agent()
+        .get(format!("http://{addr}/metrics"))
+        .call()
+        .expect("scrape");
+    assert_eq!(response.status().as_u16(), 200);
+    let kind = response.headers()["content-type"].to_str().unwrap();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    let text = response.body_mut().read_to_string().unwrap();
+    let mut values = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        let value = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a whole number: {line:?}"));
+        assert!(
+            values.insert(name.to_string(), value).is_none(),
+            "{name} twice"
+        );
+    }
+    values
+}
+
+/// A connection to `addr` from the source address `ip` (any address in
+/// 127.0.0.0/8, or one a test's own network namespace holds).
+pub fn connect_from(ip: &str, addr: SocketAddr) -> TcpStream {
+    let ip: std::net::IpAddr = ip.parse().expect("source address");
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket
+        .bind(&SocketAddr::new(ip, 0).into())
+        .expect("bind the source");
+    socket.connect(&addr.into()).expect("connect");
+    TcpStream::from(socket)
+}
