@@ -49,8 +49,13 @@ pub fn parse(line: &[u8]) -> Command<'_> {
     if rest.starts_with(b"/") {
         return Command::Say(rest);
     }
-    let (word, args) = split_word(rest);
-    let args = trim(args);
+    // The command word is the bytes right after the `/`, up to the first
+    // space or tab, with nothing trimmed before it: `/ quit smoking` has the
+    // empty word and is an unknown command, not `/quit` with a reason.
+    let (word, args) = match rest.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(i) => (&rest[..i], trim(&rest[i + 1..])),
+        None => (rest, &b""[..]),
+    };
     match word.to_ascii_lowercase().as_slice() {
         b"nick" if args.is_empty() => Command::Usage("/nick NAME"),
         b"nick" => Command::Nick(args),
@@ -170,6 +175,23 @@ mod tests {
         assert_eq!(parse(b"/msg"), Command::Usage("/msg NAME TEXT"));
         assert_eq!(parse(b"/x y"), Command::Unknown(b"x"));
         assert_eq!(parse(b"/"), Command::Unknown(b""));
+    }
+
+    #[test]
+    fn the_command_word_starts_right_after_the_slash() {
+        // A space or tab after the slash makes the word empty: the rest is
+        // never taken for a command, whatever it says.
+        assert_eq!(parse(b"/ quit smoking is hard"), Command::Unknown(b""));
+        assert_eq!(parse(b"/ quit"), Command::Unknown(b""));
+        assert_eq!(parse(b"/\tnick bob"), Command::Unknown(b""));
+        assert_eq!(parse(b"/  who"), Command::Unknown(b""));
+        assert_eq!(parse(b"/ "), Command::Unknown(b""));
+        // The word ends at the first space or tab, and the arguments are
+        // still trimmed on both sides.
+        assert_eq!(parse(b"/quit\tgone "), Command::Quit(Some(b"gone")));
+        assert_eq!(parse(b"/who "), Command::Who);
+        assert_eq!(parse(b"/me\t\twaves"), Command::Me(b"waves"));
+        assert_eq!(parse(b"/nick\t"), Command::Usage("/nick NAME"));
     }
 
     #[test]

@@ -537,6 +537,9 @@ fn unknown_commands_are_refused_and_never_broadcast() {
     a.expect("*** unknown command: / (try /help)");
     a.say("/Nick2 x");
     a.expect("*** unknown command: /Nick2 (try /help)");
+    // The word starts right after the slash: a space there is not `/quit`.
+    a.say("/ quit smoking is hard");
+    a.expect("*** unknown command: / (try /help)");
 
     a.say("after");
     let want = format!("{}: after", a.who);
