@@ -58,16 +58,24 @@ pub fn is_dangerous(c: char) -> bool {
     (u < 0x20 && c != '\t')
         || u == 0x7F
         || (0x80..=0x9F).contains(&u)
-        || (0x202A..=0x202E).contains(&u)
+        // Line and paragraph separators, then the bidi overrides.
+        || (0x2028..=0x202E).contains(&u)
         || (0x2066..=0x2069).contains(&u)
+        // Zero-width no-break space (a byte-order mark only at the start).
+        || u == 0xFEFF
+        // Tag characters.
+        || (0xE0000..=0xE007F).contains(&u)
 }
 
 /// The spec of the cleaner, written independently of `src/clean.rs`: decode
-/// like `String::from_utf8_lossy`, then show C0 and DEL in caret notation and
-/// C1 and bidi controls as `<U+XXXX>`.
+/// like `String::from_utf8_lossy`, drop one U+FEFF (a byte-order mark) at the
+/// very start, then show C0 and DEL in caret notation and every other
+/// dangerous character as `<U+XXXX>` (at least four hex digits).
 pub fn model_clean(input: &[u8]) -> String {
+    let text = String::from_utf8_lossy(input);
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
     let mut out = String::new();
-    for c in String::from_utf8_lossy(input).chars() {
+    for c in text.chars() {
         let u = c as u32;
         if (u < 0x20 && c != '\t') || u == 0x7F {
             out.push('^');
@@ -104,6 +112,11 @@ pub fn check_line(line: &[u8]) {
     let prefix = out.len();
     clean_into(&mut out, line);
     assert_eq!(&out[prefix..], model_clean(line).as_bytes());
+    assert_eq!(
+        natter::clean::cleaned_len(line),
+        out.len() - prefix,
+        "cleaned_len"
+    );
     assert_safe(&out[prefix..]);
     out.push(b'\n');
     assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
