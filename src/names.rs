@@ -1,7 +1,7 @@
 //! Which names may be taken, and when two names are one or look alike.
 //!
 //! A name is what the room sees instead of an address, so it must not pass
-//! for someone else's. Four things let it today without these rules: other
+//! for someone else's. Without these rules, four things would let it: other
 //! scripts' look-alike letters (`аlice` with a Cyrillic `а`), compatibility
 //! forms that fold to the same letters (`ａｌｉｃｅ`, `𝖺𝗅𝗂𝖼𝖾`, `aⅼice`),
 //! invisible characters that print as nothing (`ㅤ`, U+3164), and the same
@@ -18,7 +18,10 @@
 //!   confusable skeleton of Unicode TS #39 computed from the key, which maps
 //!   each character to a prototype it can be mistaken for.
 //! - [`check_single_script`] keeps a name to one script (plus digits and
-//!   `_ - .`), which rules out look-alikes of names that are not present yet.
+//!   `_ - .`), which also rules out look-alikes of names nobody holds yet
+//!   that borrow some letters from another script (`pаypal`). A name all in
+//!   another script (`раураl`) passes it, and is refused only while the name
+//!   it imitates is present.
 //!
 //! The data comes from the unicode-rs crates (`unicode-normalization`,
 //! `caseless`, `unicode-security`, `unicode-script`), not from tables here.
