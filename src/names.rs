@@ -20,7 +20,7 @@
 //! - [`check_single_script`] keeps a name to one script (plus digits and
 //!   `_ - .`), which also rules out look-alikes of names nobody holds yet
 //!   that borrow some letters from another script (`pаypal`). A name all in
-//!   another script (`раураl`) passes it, and is refused only while the name
+//!   another script (`раураӏ`) passes it, and is refused only while the name
 //!   it imitates is present.
 //!
 //! The data comes from the unicode-rs crates (`unicode-normalization`,
@@ -94,6 +94,9 @@ pub fn parse_name(raw: &[u8]) -> Result<Name, String> {
     }
     let key = name_key(&display);
     let skeleton = name_skeleton(&key);
+    if looks_like_an_address(&skeleton) {
+        return Err("looks like an address".into());
+    }
     Ok(Name {
         display,
         key,
@@ -184,6 +187,20 @@ fn is_invisible(c: char) -> bool {
             !c.is_whitespace() && first.is_whitespace() && shown.all(char::is_whitespace)
         }
     }
+}
+
+/// True if a name's skeleton could pass for an address identity such as
+/// `127.0.0.1:4000` or `[::1]:4000`, which every unnamed client has: a `:`
+/// followed only by look-alikes of digits (the skeleton turns `0` into `O`
+/// and `1` into `l`). A name never holds a `:`, so its skeleton has one
+/// only when a letter imitates it (the modifier letter `ː`, the Lisu tone
+/// letter `ꓽ`); with a letter that imitates `1` (the Lisu `ꓲ`) in front,
+/// `ꓲ27.0.0.1ː4000` would otherwise be taken and look like an unnamed
+/// client's address.
+fn looks_like_an_address(skeleton: &str) -> bool {
+    skeleton.rsplit_once(':').is_some_and(|(_, port)| {
+        !port.is_empty() && port.chars().all(|c| matches!(c, 'O' | 'l' | '2'..='9'))
+    })
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -345,7 +362,9 @@ mod tests {
         assert!(!collides("alice", "aIice"));
         // Look-alikes of other shapes, across scripts.
         assert!(collides("mary", "rnary"));
-        assert!(collides("paypal", "раураl"));
+        assert!(collides("paypal", "раураӏ"));
+        // All Cyrillic, so one script: only a present `paypal` keeps it out.
+        assert_eq!(check_single_script(&parse("раураӏ").unwrap()), Ok(()));
         // A visible accent is a difference, not a look-alike.
         assert!(!collides("Όλγα", "Ολγα"));
         assert!(collides("scope", "ѕсоре"));
@@ -358,6 +377,21 @@ mod tests {
         assert_ne!(a.key, b.key);
         assert_eq!(a.skeleton, b.skeleton);
         assert_eq!(parse("ａｌｉｃｅ").unwrap().display, "ａｌｉｃｅ");
+    }
+
+    #[test]
+    fn a_name_that_looks_like_an_address_is_refused() {
+        // Lisu letter `ꓲ` for 1, modifier letter `ː` for the colon.
+        for fake in ["ꓲ27.0.0.1ː4000", "ꓲ0.0.0.2ː5", "aꓽ8000", "bː1"] {
+            assert_eq!(parse(fake).unwrap_err(), "looks like an address", "{fake}");
+        }
+        // A colon look-alike followed by letters is no port.
+        for ok in ["ꓡꓲꓽꓢꓴ", "aːb", "aː"] {
+            assert!(parse(ok).is_ok(), "{ok}");
+        }
+        assert!(!looks_like_an_address(&name_skeleton("[::1]")));
+        assert!(looks_like_an_address(&name_skeleton("127.0.0.1:4000")));
+        assert!(looks_like_an_address(&name_skeleton("[::1]:50000")));
     }
 
     #[test]

@@ -167,6 +167,7 @@ pub const NAME_REASONS: &[&str] = &[
     "longer than 24 characters",
     "must start with a letter",
     "only letters, digits, _ - . allowed",
+    "looks like an address",
 ];
 
 /// Latin letters and a character of another script (or a compatibility
