@@ -284,6 +284,10 @@ fn names_that_look_like_another_are_refused() {
             "bοb",
             "*** invalid name: bοb (mixes scripts: Greek and Latin)",
         ),
+        (
+            "ꓲ27.0.0.1ː4000",
+            "*** invalid name: ꓲ27.0.0.1ː4000 (looks like an address)",
+        ),
     ] {
         b.say(&format!("/nick {asked}"));
         b.expect(want);
