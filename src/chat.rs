@@ -6,10 +6,11 @@
 
 use log::debug;
 
-use crate::clean::{clean, clean_into};
+use crate::clean::{clean, clean_into, cleaned_len};
 use crate::client::Phase;
-use crate::command::{self, Command, HELP, name_key, validate_name};
+use crate::command::{self, Command, HELP};
 use crate::config::MAX_WHO_BYTES;
+use crate::names::{self, Name, check_single_script, parse_name};
 use crate::notice::Movement;
 use crate::out_queue::SharedText;
 use crate::server::Server;
@@ -22,10 +23,6 @@ pub(crate) enum Outcome {
     Done,
     Held,
 }
-
-/// The most a departure notice can take: a reason is cleaned, and cleaning
-/// makes text at most this many times longer (`<U+0085>` for two bytes).
-const CLEAN_GROWTH: usize = 4;
 
 impl Server {
     /// Handles one complete input line from `key`.
@@ -54,7 +51,7 @@ impl Server {
             Command::Quit(why) => {
                 let notice = self.clients[key].who.len()
                     + b" has left ()\n".len()
-                    + why.map_or(0, |w| w.len() * CLEAN_GROWTH);
+                    + why.map_or(0, cleaned_len);
                 if !self.fits_everyone(notice) {
                     return Outcome::Held;
                 }
@@ -190,8 +187,9 @@ impl Server {
         let raw = raw.trim_ascii();
         match self.check_name(key, raw) {
             Ok(name) => {
-                self.names.insert(name_key(&name), key);
-                self.clients[key].who = name.into_boxed_str();
+                self.clients[key].who = name.display.into_boxed_str();
+                self.names.insert(name.key, key);
+                self.skeletons.insert(name.skeleton, key);
                 self.join(key);
                 Outcome::Done
             }
@@ -205,31 +203,68 @@ impl Server {
             Ok(name) => name,
             Err(refusal) => return self.reply(key, refusal.as_bytes()),
         };
-        let old = &self.clients[key].who;
-        if **old == *name {
-            return self.reply(key, format!("*** you are already {name}\n").as_bytes());
+        if *self.clients[key].who == *name.display {
+            let line = format!("*** you are already {}\n", name.display);
+            return self.reply(key, line.as_bytes());
         }
-        let line = format!("{old} is now known as {name}\n");
+        let line = format!(
+            "{} is now known as {}\n",
+            self.clients[key].who, name.display
+        );
         if !self.fits_everyone(line.len()) {
             return Outcome::Held;
         }
-        let old = std::mem::replace(&mut self.clients[key].who, name.clone().into_boxed_str());
-        self.names.remove(&name_key(&old));
-        self.names.insert(name_key(&name), key);
+        self.release_name(key);
+        self.clients[key].who = name.display.into_boxed_str();
+        self.names.insert(name.key, key);
+        self.skeletons.insert(name.skeleton, key);
         self.who_text = None;
         self.arena.extend_from_slice(line.as_bytes());
         self.stats.lines_out += self.joined as u64;
         Outcome::Done
     }
 
-    /// A valid name nobody else holds, or the line explaining why not.
-    fn check_name(&self, key: usize, raw: &[u8]) -> Result<String, String> {
-        let name = validate_name(raw)
-            .map_err(|why| format!("*** invalid name: {} ({why})\n", clean(raw)))?;
-        match self.names.get(&name_key(name)) {
-            Some(&holder) if holder != key => Err(format!("*** name taken: {name}\n")),
-            _ => Ok(name.to_string()),
+    /// Frees the name `key` holds, in both maps, when it renames or leaves.
+    /// Only entries that are its own are removed: an address identity holds
+    /// none, and must not free a name that happens to share its key.
+    pub(crate) fn release_name(&mut self, key: usize) {
+        let name_key = names::name_key(&self.clients[key].who);
+        let skeleton = names::name_skeleton(&name_key);
+        if self.names.get(&name_key) == Some(&key) {
+            self.names.remove(&name_key);
         }
+        if self.skeletons.get(&skeleton) == Some(&key) {
+            self.skeletons.remove(&skeleton);
+        }
+    }
+
+    /// A valid name that nobody else holds and that looks like no one
+    /// else's, or the line explaining why not. The checks run in this
+    /// order so the most useful reason wins: a name's own form, then the
+    /// same name held by another, then a look-alike of another's (showing
+    /// whose), then the mix of scripts, which also catches look-alikes of
+    /// names nobody holds yet.
+    fn check_name(&self, key: usize, raw: &[u8]) -> Result<Name, String> {
+        let invalid = |why: String| format!("*** invalid name: {} ({why})\n", clean(raw));
+        let name = parse_name(raw).map_err(invalid)?;
+        match self.names.get(&name.key) {
+            Some(&holder) if holder != key => {
+                return Err(format!("*** name taken: {}\n", name.display));
+            }
+            _ => {}
+        }
+        match self.skeletons.get(&name.skeleton) {
+            Some(&holder) if holder != key => {
+                let like = &self.clients[holder].who;
+                return Err(format!(
+                    "*** name taken: {} (looks like {like})\n",
+                    name.display
+                ));
+            }
+            _ => {}
+        }
+        check_single_script(&name).map_err(invalid)?;
+        Ok(name)
     }
 
     /// `/msg NAME TEXT`: both lines, or neither, go out this turn.
@@ -258,7 +293,7 @@ impl Server {
     /// The joined client called `name` (a taken name, any case, or an address).
     fn find(&self, name: &[u8]) -> Option<usize> {
         let name = std::str::from_utf8(name).ok()?;
-        let key = match self.names.get(&name_key(name)) {
+        let key = match self.names.get(&names::name_key(name)) {
             Some(&key) => key,
             None => self
                 .clients

@@ -1,7 +1,7 @@
-//! What a line starting with `/` asks for, and which names are allowed.
+//! What a line starting with `/` asks for.
 //!
-//! Parsing is separate from doing, so every command's syntax and every
-//! refusal reason is tested here without a socket.
+//! Parsing is separate from doing, so every command's syntax is tested here
+//! without a socket. Which names are allowed is `names.rs`'s business.
 
 /// A parsed input line.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,8 +49,13 @@ pub fn parse(line: &[u8]) -> Command<'_> {
     if rest.starts_with(b"/") {
         return Command::Say(rest);
     }
-    let (word, args) = split_word(rest);
-    let args = trim(args);
+    // The command word is the bytes right after the `/`, up to the first
+    // space or tab, with nothing trimmed before it: `/ quit smoking` has the
+    // empty word and is an unknown command, not `/quit` with a reason.
+    let (word, args) = match rest.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(i) => (&rest[..i], trim(&rest[i + 1..])),
+        None => (rest, &b""[..]),
+    };
     match word.to_ascii_lowercase().as_slice() {
         b"nick" if args.is_empty() => Command::Usage("/nick NAME"),
         b"nick" => Command::Nick(args),
@@ -90,41 +95,6 @@ fn trim(s: &[u8]) -> &[u8] {
             &s[start..=end]
         }
     }
-}
-
-/// Longest name, in characters.
-pub const MAX_NAME_CHARS: usize = 24;
-
-/// Checks a requested name. On success returns it as a string; on failure, the
-/// reason to show after `*** invalid name: NAME`.
-pub fn validate_name(raw: &[u8]) -> Result<&str, &'static str> {
-    let Ok(name) = std::str::from_utf8(raw) else {
-        return Err("not valid UTF-8");
-    };
-    let mut chars = name.chars();
-    let Some(first) = chars.next() else {
-        return Err("empty");
-    };
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err("longer than 24 characters");
-    }
-    if !first.is_alphabetic() {
-        return Err("must start with a letter");
-    }
-    if !chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-        return Err("only letters, digits, _ - . allowed");
-    }
-    Ok(name)
-}
-
-/// The form names are compared in: two names are the same if they are equal
-/// without regard to case. Uppercasing first folds the letters that have more
-/// than one lowercase form (`ſ` and `s`, `ς` and `σ`, `ß` and `ss`), which
-/// `to_lowercase` alone keeps apart.
-pub fn name_key(name: &str) -> String {
-    // Lowercasing first also folds `ẞ` (whose uppercase is itself) into `ß`,
-    // which the uppercase step then turns into `SS`.
-    name.to_lowercase().to_uppercase().to_lowercase()
 }
 
 #[cfg(test)]
@@ -173,43 +143,19 @@ mod tests {
     }
 
     #[test]
-    fn names() {
-        for ok in [
-            "Alice",
-            "bob_2",
-            "x",
-            "Zoë",
-            "Łukasz",
-            "Дмитрий",
-            "名前",
-            "a.b-c",
-        ] {
-            assert_eq!(validate_name(ok.as_bytes()), Ok(ok));
-        }
-        assert_eq!(validate_name(b""), Err("empty"));
-        assert_eq!(validate_name(b"1abc"), Err("must start with a letter"));
-        assert_eq!(validate_name(b"_x"), Err("must start with a letter"));
-        assert_eq!(
-            validate_name(b"a b"),
-            Err("only letters, digits, _ - . allowed")
-        );
-        assert_eq!(
-            validate_name(b"a\x1b"),
-            Err("only letters, digits, _ - . allowed")
-        );
-        assert_eq!(validate_name(b"\xff"), Err("not valid UTF-8"));
-        let long = "a".repeat(25);
-        assert_eq!(
-            validate_name(long.as_bytes()),
-            Err("longer than 24 characters")
-        );
-        assert!(validate_name("é".repeat(24).as_bytes()).is_ok());
-        assert_eq!(name_key("ÄLICE"), name_key("älice"));
-        assert_eq!(name_key("ſam"), name_key("Sam"));
-        assert_eq!(name_key("οδοσ"), name_key("ΟΔΟΣ"));
-        assert_eq!(name_key("Straße"), name_key("STRASSE"));
-        assert_eq!(name_key("STRAẞE"), name_key("straße"));
-        assert_eq!(name_key("\u{212A}elvin"), name_key("kelvin"));
-        assert_ne!(name_key("alice"), name_key("alicia"));
+    fn the_command_word_starts_right_after_the_slash() {
+        // A space or tab after the slash makes the word empty: the rest is
+        // never taken for a command, whatever it says.
+        assert_eq!(parse(b"/ quit smoking is hard"), Command::Unknown(b""));
+        assert_eq!(parse(b"/ quit"), Command::Unknown(b""));
+        assert_eq!(parse(b"/\tnick bob"), Command::Unknown(b""));
+        assert_eq!(parse(b"/  who"), Command::Unknown(b""));
+        assert_eq!(parse(b"/ "), Command::Unknown(b""));
+        // The word ends at the first space or tab, and the arguments are
+        // still trimmed on both sides.
+        assert_eq!(parse(b"/quit\tgone "), Command::Quit(Some(b"gone")));
+        assert_eq!(parse(b"/who "), Command::Who);
+        assert_eq!(parse(b"/me\t\twaves"), Command::Me(b"waves"));
+        assert_eq!(parse(b"/nick\t"), Command::Usage("/nick NAME"));
     }
 }

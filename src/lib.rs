@@ -16,7 +16,8 @@
 //! - [`line_buffer`]: bytes in, lines out; the `--max-line` cut.
 //! - [`out_queue`]: bytes waiting for one client; shared chunks; partial writes.
 //! - [`clean`]: user text made safe for other people's terminals.
-//! - [`command`]: parsing `/commands` and checking names.
+//! - [`command`]: parsing `/commands`.
+//! - [`names`]: which names may be taken, and when two are one or look alike.
 //! - [`rate`]: the per-client token bucket.
 //! - [`notice`]: `--notice-rate`, summing up arrivals in a connect storm.
 //! - [`config`]: every flag, limit and default.
@@ -43,6 +44,7 @@ pub mod http;
 pub mod line_buffer;
 pub mod log_gate;
 pub mod metrics;
+pub mod names;
 pub mod notice;
 pub mod out_queue;
 pub mod rate;

@@ -143,8 +143,11 @@ pub struct Server {
     backlog: Vec<usize>,
     /// Rate-limited clients and when to read them again: (ms, key, id).
     throttled: BinaryHeap<Reverse<(u64, usize, u64)>>,
-    /// Names taken with `/nick` or `--ask-name`, by [`crate::command::name_key`].
+    /// Names taken with `/nick` or `--ask-name`, by [`crate::names::name_key`].
     pub(crate) names: HashMap<String, usize>,
+    /// The same names by [`crate::names::name_skeleton`], to refuse
+    /// look-alikes of them.
+    pub(crate) skeletons: HashMap<String, usize>,
     /// Clients per source address, kept only with `--max-per-ip`.
     per_ip: HashMap<IpAddr, usize>,
     /// The last `--history` chat lines, formatted.
@@ -250,6 +253,7 @@ impl Server {
             backlog: Vec::new(),
             throttled: BinaryHeap::new(),
             names: HashMap::new(),
+            skeletons: HashMap::new(),
             per_ip: HashMap::new(),
             history: Default::default(),
             history_bytes: 0,
@@ -1205,7 +1209,7 @@ impl Server {
         self.joined -= 1;
         self.who_text = None;
         let who = self.clients[key].who.clone();
-        self.names.remove(&crate::command::name_key(&who));
+        self.release_name(key);
         if announce && self.notices.pass(Movement::Departure, self.now_ms) {
             self.arena.extend_from_slice(who.as_bytes());
             self.arena.extend_from_slice(b" has left");

@@ -9,7 +9,7 @@
 //! a failing run writes no `proptest-regressions/` file into the tree; the
 //! failing input is printed instead.
 
-use natter::clean::{clean, clean_into, is_clean};
+use natter::clean::{clean, clean_into, cleaned_len, is_clean};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
@@ -42,7 +42,7 @@ fn split_at_points<'a>(input: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
 fn piece(kind: u8, x: u32) -> Vec<u8> {
     let ch = |u: u32| char::from_u32(u).unwrap().to_string().into_bytes();
     let bytes = x.to_le_bytes();
-    match kind % 24 {
+    match kind % 27 {
         // Random bytes, 0 to 4 of them.
         0..=3 => bytes[..(x % 5) as usize].to_vec(),
         4..=6 => b"\n".to_vec(),
@@ -68,8 +68,11 @@ fn piece(kind: u8, x: u32) -> Vec<u8> {
         17 => ch([
             0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069,
         ][(x % 9) as usize]),
-        // Their neighbours, which must pass unchanged.
-        18 => ch([0xA0, 0x7E, 0x2029, 0x202F, 0x2065, 0x206A, 0x200F, 0xFFFD][(x % 8) as usize]),
+        // Their neighbours, which must pass unchanged, ZWJ and ZWNJ among them.
+        18 => ch([
+            0xA0, 0x7E, 0x2027, 0x202F, 0x2065, 0x206A, 0x200F, 0xFFFD, 0x200C, 0x200D, 0xFEFE,
+            0xFF00, 0xDFFFF, 0xE0080, 0xE0100,
+        ][(x % 15) as usize]),
         // Any character at all.
         19 | 20 => char::from_u32(x % 0x11_0000)
             .unwrap_or('\u{FFFD}')
@@ -86,6 +89,11 @@ fn piece(kind: u8, x: u32) -> Vec<u8> {
             b"\xf4\x90\x80\x80",
         ][(x % 6) as usize]
             .to_vec(),
+        // Line and paragraph separators and U+FEFF (a byte-order mark when it
+        // is the first piece, shown anywhere else).
+        24 => ch([0x2028, 0x2029, 0xFEFF, 0xFEFF][(x % 4) as usize]),
+        // Tag characters: invisible ASCII.
+        25 => ch(0xE0000 + x % 0x80),
         // A character cut in two by the framer's limit is a typical case.
         _ => "\u{10FFFF}\u{800}".as_bytes()[..(x % 7) as usize].to_vec(),
     }
@@ -165,8 +173,9 @@ proptest! {
         }
     }
 
-    /// The cleaner is exactly the spec: lossy UTF-8 decoding, caret notation
-    /// for C0 and DEL, `<U+XXXX>` for C1 and bidi controls.
+    /// The cleaner is exactly the spec: lossy UTF-8 decoding, a leading
+    /// byte-order mark dropped, caret notation for C0 and DEL, `<U+XXXX>` for
+    /// C1 and bidi controls, U+2028, U+2029, U+FEFF and tag characters.
     #[test]
     fn clean_matches_the_spec_and_is_safe(input in stream()) {
         let out = clean(&input);
@@ -177,6 +186,24 @@ proptest! {
         prop_assert_eq!(clean(out.as_bytes()), out.clone());
         // is_clean says exactly whether the input comes out unchanged.
         prop_assert_eq!(is_clean(&input), out.as_bytes() == &input[..]);
+        // cleaned_len says exactly how long the output is.
+        prop_assert_eq!(cleaned_len(&input), out.len());
+    }
+
+    /// A byte-order mark in front of any text is dropped, and only that one:
+    /// a second one is the first character of the text, and shown.
+    #[test]
+    fn a_leading_byte_order_mark_is_dropped(input in stream()) {
+        let mut marked = "\u{FEFF}".as_bytes().to_vec();
+        marked.extend_from_slice(&input);
+        let out = clean(&marked);
+        prop_assert_eq!(&out, &model_clean(&marked));
+        prop_assert_eq!(cleaned_len(&marked), out.len());
+        if input.starts_with("\u{FEFF}".as_bytes()) {
+            prop_assert!(out.starts_with("<U+FEFF>"));
+        } else {
+            prop_assert_eq!(out, clean(&input));
+        }
     }
 
     /// Arbitrary bytes (not only the pieces above) never make it panic or
@@ -186,6 +213,7 @@ proptest! {
         let out = clean(&input);
         prop_assert_eq!(&out, &model_clean(&input));
         assert_safe(out.as_bytes());
+        prop_assert_eq!(cleaned_len(&input), out.len());
     }
 
     /// `clean_into` appends: what was in the buffer stays, the rest is the
@@ -197,15 +225,22 @@ proptest! {
         prop_assert!(out.starts_with(prefix.as_bytes()));
         let cleaned = clean(&input);
         prop_assert_eq!(&out[prefix.len()..], cleaned.as_bytes());
+        prop_assert_eq!(out.len() - prefix.len(), cleaned_len(&input));
     }
 
     /// Honest text in any script, without the dangerous controls, passes
-    /// unchanged; with one of them, it does not.
+    /// unchanged (ZWJ and ZWNJ included); with one of them, it does not.
     #[test]
-    fn valid_text_without_controls_is_unchanged(text in any::<String>()) {
-        let honest: String = text.chars().filter(|&c| !is_dangerous(c)).collect();
+    fn valid_text_without_controls_is_unchanged(text in any::<String>(), joiner in 0usize..64) {
+        let mut honest: String = text.chars().filter(|&c| !is_dangerous(c)).collect();
+        // A ZWJ or ZWNJ somewhere, to be sure they pass.
+        let at = (0..=honest.len()).filter(|&i| honest.is_char_boundary(i)).nth(joiner);
+        if let Some(at) = at {
+            honest.insert(at, if joiner % 2 == 0 { '\u{200D}' } else { '\u{200C}' });
+        }
         prop_assert_eq!(clean(honest.as_bytes()), honest.clone());
         prop_assert!(is_clean(honest.as_bytes()));
+        prop_assert_eq!(cleaned_len(honest.as_bytes()), honest.len());
         prop_assert_eq!(is_clean(text.as_bytes()), !text.chars().any(is_dangerous));
     }
 
@@ -240,6 +275,10 @@ fn spec_examples() {
     assert_eq!(clean("\u{202E}txt.exe".as_bytes()), "<U+202E>txt.exe");
     assert_eq!(clean(b"\x00\xff\x7f"), "^@\u{FFFD}^?");
     assert_eq!(clean(b"\xff\xfb\x01"), "\u{FFFD}\u{FFFD}^A");
+    assert_eq!(clean("a\u{2028}b".as_bytes()), "a<U+2028>b");
+    assert_eq!(clean("\u{FEFF}hi\u{FEFF}".as_bytes()), "hi<U+FEFF>");
+    assert_eq!(clean("\u{E0041}\u{E007F}".as_bytes()), "<U+E0041><U+E007F>");
+    assert_eq!(clean("👩\u{200D}💻".as_bytes()), "👩\u{200D}💻");
     assert_eq!(
         frames([&b"a\r\nb\rc\r\n\r\n\r\r\nlast\r"[..]], 100),
         vec![

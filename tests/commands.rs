@@ -247,6 +247,74 @@ fn names_are_unique_without_regard_to_case() {
     }
 }
 
+/// With `alice` present, names that would pass for hers are refused: the
+/// same letters in another script, compatibility forms that fold to hers,
+/// invisible fillers; a name typed decomposed is taken composed; a mix of
+/// scripts is refused even when nobody holds its look-alike. The refusals
+/// go to the asker only.
+#[test]
+fn names_that_look_like_another_are_refused() {
+    let addr = start(config());
+    let mut a = Client::join(addr);
+    let mut b = Client::join(addr);
+    a.expect(&format!("{} has arrived", b.who));
+    let old_a = a.who.clone();
+    nick(&mut a, "alice");
+    b.expect(&format!("{old_a} is now known as alice"));
+
+    for (asked, want) in [
+        ("аlice", "*** name taken: аlice (looks like alice)"),
+        ("alіce", "*** name taken: alіce (looks like alice)"),
+        ("ａｌｉｃｅ", "*** name taken: ａｌｉｃｅ"),
+        ("𝖺𝗅𝗂𝖼𝖾", "*** name taken: 𝖺𝗅𝗂𝖼𝖾"),
+        ("aⅼice", "*** name taken: aⅼice"),
+        (
+            "\u{3164}",
+            "*** invalid name: \u{3164} (invisible character U+3164)",
+        ),
+        (
+            "\u{FFA0}",
+            "*** invalid name: \u{FFA0} (invisible character U+FFA0)",
+        ),
+        (
+            "al\u{200D}ice",
+            "*** invalid name: al\u{200D}ice (invisible character U+200D)",
+        ),
+        (
+            "bοb",
+            "*** invalid name: bοb (mixes scripts: Greek and Latin)",
+        ),
+        (
+            "ꓲ27.0.0.1ː4000",
+            "*** invalid name: ꓲ27.0.0.1ː4000 (looks like an address)",
+        ),
+    ] {
+        b.say(&format!("/nick {asked}"));
+        b.expect(want);
+    }
+
+    // Decomposed input is taken and shown composed.
+    let old_b = b.who.clone();
+    b.say("/nick jose\u{301}");
+    b.expect(&format!("{old_b} is now known as jos\u{e9}"));
+    a.expect(&format!("{old_b} is now known as jos\u{e9}"));
+    b.who = "jos\u{e9}".to_string();
+
+    // Alice may take a form of her own name; a look-alike of hers is still
+    // refused for mixing scripts.
+    nick(&mut a, "Alice");
+    b.expect("alice is now known as Alice");
+    a.say("/nick аlice");
+    a.expect("*** invalid name: аlice (mixes scripts: Cyrillic and Latin)");
+
+    // Once she leaves, her look-alikes are free (if they pass on their own).
+    a.say("/quit");
+    b.expect("Alice has left");
+    nick(&mut b, "ａｌｉｃｅ");
+    b.say("/who");
+    b.expect("*** 1 here: ａｌｉｃｅ");
+}
+
 /// A name is free again once its holder renames or leaves.
 #[test]
 fn a_name_is_free_again_after_its_holder_renames_or_leaves() {
@@ -537,6 +605,9 @@ fn unknown_commands_are_refused_and_never_broadcast() {
     a.expect("*** unknown command: / (try /help)");
     a.say("/Nick2 x");
     a.expect("*** unknown command: /Nick2 (try /help)");
+    // The word starts right after the slash: a space there is not `/quit`.
+    a.say("/ quit smoking is hard");
+    a.expect("*** unknown command: / (try /help)");
 
     a.say("after");
     let want = format!("{}: after", a.who);
@@ -627,7 +698,7 @@ fn commands_show_user_chosen_text_cleaned() {
         ),
         (
             "/nick x\u{202E}fed".as_bytes(),
-            "*** invalid name: x<U+202E>fed (only letters, digits, _ - . allowed)",
+            "*** invalid name: x<U+202E>fed (invisible character U+202E)",
         ),
         (b"/msg \x1b[2Jbob hi", "*** no such user: ^[[2Jbob"),
         (b"/\x1b[31m", "*** unknown command: /^[[31m (try /help)"),

@@ -377,7 +377,7 @@ fn names_asked_for_are_quoted_cleaned() {
     mallory.expect("*** invalid name: ^[[2J\u{FFFD}\u{FFFD}^A (not valid UTF-8)");
     mallory.expect("What is your name?");
     mallory.send("Mal\u{202E}\n");
-    mallory.expect("*** invalid name: Mal<U+202E> (only letters, digits, _ - . allowed)");
+    mallory.expect("*** invalid name: Mal<U+202E> (invisible character U+202E)");
     mallory.expect("What is your name?");
     mallory.say("Mallory");
     mallory.expect("You are Mallory");

@@ -14,7 +14,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use natter::clean::clean;
+use natter::clean::{clean, cleaned_len};
 
 // The specification shared with the property tests.
 #[path = "../../tests/model/mod.rs"]
@@ -84,4 +84,5 @@ fuzz_target!(|data: &[u8]| {
     let cleaned = clean(input);
     assert_eq!(cleaned, model_clean(input));
     assert_safe(cleaned.as_bytes());
+    assert_eq!(cleaned_len(input), cleaned.len(), "cleaned_len");
 });
