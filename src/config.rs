@@ -8,6 +8,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::{GREETING_SLACK, MAX_WHO_BYTES};
+
 /// Where natter listens unless told otherwise (the reference's `localhost:8000`).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 /// Most bytes queued for one client before the slow-client policy applies.
@@ -20,9 +22,6 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 pub const MIN_MAX_LINE: usize = 16;
 /// Lines per second one client may send (burst: twice this); 0 turns it off.
 pub const DEFAULT_RATE: u32 = 20;
-/// Descriptors kept back from `--max-clients`' default for the listener, the
-/// poller, the signal pipe, metrics connections and the reserve descriptor.
-pub const RESERVED_FDS: usize = 32;
 /// Bytes offered to one write call, unless `--max-write` says otherwise.
 pub const DEFAULT_MAX_WRITE: usize = 256 * 1024;
 /// How long shutdown keeps flushing queued output.
@@ -35,23 +34,6 @@ pub const DEFAULT_HISTORY_BYTES: usize = 256 * 1024;
 /// IPv6 sources are grouped by this prefix for `--max-per-ip`, as one host
 /// usually owns a whole /64; IPv4 sources are counted one address each.
 pub const DEFAULT_PER_IP_PREFIX_V6: u8 = 64;
-/// Most bytes of a `/who` answer (or the who line sent on joining): past it
-/// the list ends with `(and N more)`. Bounded, because it is part of what a
-/// newcomer may be sent at once.
-pub const MAX_WHO_BYTES: usize = 32 * 1024;
-/// The memory formula (`docs/backpressure.md`): natter's resident memory
-/// stays below `baseline + --max-total-output + clients × PER_CLIENT_BYTES +
-/// SLACK_BYTES`. Measured: about 270 bytes per idle client and 500 per
-/// client under the stalled-reader attack of `tests/attacks.rs`, which
-/// checks the formula with 3,000 and 10,000 clients. A client in the middle
-/// of a line holds up to twice `--max-line` more, until the line ends.
-pub const PER_CLIENT_BYTES: usize = 1024;
-/// The fixed part of the formula: the turn's arena and read buffer, the
-/// motd, history and `/who` texts, and what the allocator keeps back.
-pub const SLACK_BYTES: usize = 4 * 1024 * 1024;
-/// Room left in a newcomer's greeting for `You are <name>` and the like.
-const GREETING_SLACK: usize = 256;
-
 /// What to do with a client whose queue would pass `--max-output`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlowClient {
@@ -288,6 +270,8 @@ where
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let flag = match arg {
+            Short('h') | Long("help") => return Ok(Invocation::Help),
+            Short('V') | Long("version") => return Ok(Invocation::Version),
             Long(name) => format!("--{name}"),
             Short(c) => format!("-{c}"),
             Value(v) => return Err(format!("unexpected argument {v:?}")),
@@ -299,62 +283,64 @@ where
                 .into_string()
                 .map_err(|v| format!("{flag}: not valid UTF-8: {v:?}"))
         };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Invocation::Help),
-            "-V" | "--version" => return Ok(Invocation::Version),
-            "--listen" => config.listen = value()?,
-            "--max-output" => config.max_output = positive(&flag, parse_bytes(&value()?))?,
-            "--slow-client" => {
-                config.slow_client = match value()?.as_str() {
-                    "disconnect" => SlowClient::Disconnect,
-                    "drop" => SlowClient::Drop,
-                    other => {
-                        return Err(format!(
-                            "--slow-client: expected disconnect or drop, got {other:?}"
-                        ));
-                    }
-                }
-            }
-            "--max-total-output" => {
-                config.max_total_output = positive(&flag, parse_bytes(&value()?))?
-            }
-            "--max-line" => {
-                let n = parse_bytes(&value()?).map_err(|e| format!("{flag}: {e}"))?;
-                if n < MIN_MAX_LINE {
-                    return Err(format!("{flag}: at least {MIN_MAX_LINE} bytes"));
-                }
-                config.max_line = n;
-            }
-            "--rate" => config.rate = number(&flag, &value()?)?,
-            "--max-clients" => config.max_clients = Some(number(&flag, &value()?)?),
-            "--max-per-ip" => config.max_per_ip = number(&flag, &value()?)?,
-            "--idle-timeout" => {
-                let d = parse_duration(&value()?).map_err(|e| format!("{flag}: {e}"))?;
-                config.idle_timeout = (!d.is_zero()).then_some(d);
-            }
-            "--sndbuf" => config.sndbuf = Some(positive(&flag, parse_bytes(&value()?))?),
-            "--max-write" => config.max_write = positive(&flag, parse_bytes(&value()?))?,
-            "--ask-name" => config.ask_name = true,
-            "--who-on-join" => config.who_on_join = true,
-            "--motd" => config.motd = Some(PathBuf::from(value()?)),
-            "--history" => config.history = number(&flag, &value()?)?,
-            "--shutdown-grace" => {
-                config.shutdown_grace =
-                    parse_duration(&value()?).map_err(|e| format!("{flag}: {e}"))?
-            }
-            "--metrics" => config.metrics = Some(value()?),
-            "--max-motd" => config.max_motd = positive(&flag, parse_bytes(&value()?))?,
-            "--history-bytes" => {
-                config.history_bytes =
-                    Some(parse_bytes(&value()?).map_err(|e| format!("{flag}: {e}"))?)
-            }
-            "--per-ip-prefix-v6" => config.per_ip_prefix_v6 = number(&flag, &value()?)?,
-            "--notice-rate" => config.notice_rate = number(&flag, &value()?)?,
-            _ => return Err(format!("unknown option {flag} (try --help)")),
-        }
+        set_flag(&mut config, &flag, &mut value)?;
     }
     config.check()?;
     Ok(Invocation::Run(Box::new(config)))
+}
+
+/// Sets the field `flag` names, taking its value from `value` if it has one.
+fn set_flag(
+    config: &mut Config,
+    flag: &str,
+    value: &mut dyn FnMut() -> Result<String, String>,
+) -> Result<(), String> {
+    let c = config;
+    let bytes = |v: String| parse_bytes(&v).map_err(|e| format!("{flag}: {e}"));
+    let positive_bytes = |v: String| positive(flag, parse_bytes(&v));
+    let duration = |v: String| parse_duration(&v).map_err(|e| format!("{flag}: {e}"));
+    match flag {
+        "--listen" => c.listen = value()?,
+        "--max-output" => c.max_output = positive_bytes(value()?)?,
+        "--slow-client" => c.slow_client = slow_client(&value()?)?,
+        "--max-total-output" => c.max_total_output = positive_bytes(value()?)?,
+        "--max-line" => c.max_line = max_line(bytes(value()?)?)?,
+        "--rate" => c.rate = number(flag, &value()?)?,
+        "--max-clients" => c.max_clients = Some(number(flag, &value()?)?),
+        "--max-per-ip" => c.max_per_ip = number(flag, &value()?)?,
+        "--per-ip-prefix-v6" => c.per_ip_prefix_v6 = number(flag, &value()?)?,
+        "--idle-timeout" => c.idle_timeout = Some(duration(value()?)?).filter(|d| !d.is_zero()),
+        "--sndbuf" => c.sndbuf = Some(positive_bytes(value()?)?),
+        "--max-write" => c.max_write = positive_bytes(value()?)?,
+        "--ask-name" => c.ask_name = true,
+        "--who-on-join" => c.who_on_join = true,
+        "--motd" => c.motd = Some(PathBuf::from(value()?)),
+        "--max-motd" => c.max_motd = positive_bytes(value()?)?,
+        "--history" => c.history = number(flag, &value()?)?,
+        "--history-bytes" => c.history_bytes = Some(bytes(value()?)?),
+        "--notice-rate" => c.notice_rate = number(flag, &value()?)?,
+        "--shutdown-grace" => c.shutdown_grace = duration(value()?)?,
+        "--metrics" => c.metrics = Some(value()?),
+        _ => return Err(format!("unknown option {flag} (try --help)")),
+    }
+    Ok(())
+}
+
+fn slow_client(value: &str) -> Result<SlowClient, String> {
+    match value {
+        "disconnect" => Ok(SlowClient::Disconnect),
+        "drop" => Ok(SlowClient::Drop),
+        other => Err(format!(
+            "--slow-client: expected disconnect or drop, got {other:?}"
+        )),
+    }
+}
+
+fn max_line(n: usize) -> Result<usize, String> {
+    if n < MIN_MAX_LINE {
+        return Err(format!("--max-line: at least {MIN_MAX_LINE} bytes"));
+    }
+    Ok(n)
 }
 
 fn number<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T, String> {

@@ -2,8 +2,7 @@
 //! and closed. Parsing is `httparse`'s; this module only decides the answer,
 //! so it is tested without sockets.
 
-/// Largest request accepted; more is answered with 431 and closed.
-pub const MAX_REQUEST: usize = 8 * 1024;
+use crate::limits::MAX_REQUEST;
 
 /// What to do with the bytes of a request received so far.
 #[derive(Debug, PartialEq, Eq)]

@@ -2,28 +2,31 @@
 //!
 //! The behaviour is the chat server of "The Go Programming Language", ch. 8
 //! (`You are <addr>`, `<addr> has arrived`, `<addr>: <line>`, `<addr> has
-//! left`); the design is one `mio::Poll`, a `slab` of clients each with its own
-//! read and write buffer, and broadcasts formatted once and queued by
-//! reference. A client that stops reading can never stall the others.
+//! left`); the design is one `mio::Poll`, a `slab` of connections each with
+//! its own read buffer and output queue, and broadcasts formatted once and
+//! queued by reference. A client that stops reading can never stall the
+//! others.
 //!
 //! Start with `docs/architecture.md`. The modules, from the socket inwards:
 //!
-//! - [`server`]: the event loop, the only owner of the `Poll`: accepting,
-//!   reading, flushing, timers, signals, removing clients.
-//! - [`chat`] (private): what a line means: joining, chat lines, names and
-//!   commands.
-//! - [`client`]: one connection's state.
-//! - [`line_buffer`]: bytes in, lines out; the `--max-line` cut.
-//! - [`out_queue`]: bytes waiting for one client; shared chunks; partial writes.
-//! - [`clean`]: user text made safe for other people's terminals.
-//! - [`command`]: parsing `/commands`.
-//! - [`names`]: which names may be taken, and when two are one or look alike.
-//! - [`rate`]: the per-client token bucket.
-//! - [`notice`]: `--notice-rate`, summing up arrivals in a connect storm.
-//! - [`config`]: every flag, limit and default.
+//! - [`server`]: the event loop, the only owner of the `Poll`: routes
+//!   events and timers, runs signals and shutdown.
+//! - [`listener`], [`admission`]: accepting, shedding when descriptors run
+//!   out, `--max-clients` and `--max-per-ip` (a slot given back on drop).
+//! - [`sessions`] with [`reading`], [`flushing`], [`sweep`]: the connected
+//!   clients and what a turn does with them.
+//! - [`connection`], [`transport`]: one client's I/O, behind a transport
+//!   seam.
+//! - [`hub`], [`room`], [`roster`], [`member`]: the members, their names,
+//!   the room and its arena, and every queue (no mio).
+//! - [`chat`], [`command`], [`names`]: what a line means (no mio).
+//! - [`pressure`]: the per-client and total output caps (no mio).
+//! - [`line_buffer`], [`out_queue`], [`clean`], [`rate`], [`notice`]: bytes
+//!   in, bytes out, text made safe, lines per second, arrivals per second.
+//! - [`deadlines`]: every timer in one place.
+//! - [`config`], [`limits`]: every flag, and every limit that is not one.
 //! - [`stats`], [`metrics`], [`http`]: counters, `/stats`, Prometheus.
-//! - [`log_gate`]: keeping repeated warnings from flooding the log.
-//! - [`sys`]: descriptor limit and systemd integration.
+//! - [`log_gate`], [`motd`], [`sys`]: quiet logs, the motd file, systemd.
 //!
 //! ```no_run
 //! let server = natter::Server::bind(natter::Config {
@@ -35,22 +38,39 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-mod chat;
+pub mod admission;
+pub mod chat;
+pub mod chunk;
 pub mod clean;
-pub mod client;
 pub mod command;
 pub mod config;
+pub mod connection;
+pub mod deadlines;
+pub mod flushing;
 pub mod http;
+pub mod hub;
+pub mod limits;
 pub mod line_buffer;
+pub mod listener;
 pub mod log_gate;
+pub mod member;
 pub mod metrics;
+pub mod motd;
 pub mod names;
 pub mod notice;
 pub mod out_queue;
+pub mod pressure;
 pub mod rate;
+pub mod reading;
+pub mod room;
+pub mod roster;
 pub mod server;
+pub mod sessions;
 pub mod stats;
+pub mod sweep;
 pub mod sys;
+pub mod transport;
 
-pub use config::{Config, PER_CLIENT_BYTES, SLACK_BYTES, SlowClient};
+pub use config::{Config, SlowClient};
+pub use limits::{PER_CLIENT_BYTES, SLACK_BYTES};
 pub use server::{Exit, Server};

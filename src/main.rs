@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use log::{error, info, warn};
-use natter::config::{Invocation, USAGE, parse_args};
+use natter::config::{Config, Invocation, USAGE, parse_args};
 use natter::{Exit, Server, sys};
 
 fn main() -> ExitCode {
@@ -23,7 +23,26 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let server = match start(config) {
+        Ok(server) => server,
+        Err(e) => {
+            error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.run() {
+        Ok(Exit::Graceful) => ExitCode::SUCCESS,
+        Ok(Exit::Forced) => ExitCode::from(1),
+        Err(e) => {
+            error!("event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+/// Raises the descriptor limit, binds (or takes systemd's socket), installs
+/// the signal handlers, and tells systemd it is ready.
+fn start(config: Config) -> std::io::Result<Server> {
     match sys::raise_fd_limit() {
         Ok(l) => info!(
             "descriptor limit: soft {} (was {}), hard {}",
@@ -31,25 +50,16 @@ fn main() -> ExitCode {
         ),
         Err(e) => warn!("cannot raise the descriptor limit: {e}"),
     }
-    let server = match sys::inherited_listener() {
-        Ok(Some(listener)) => {
+    let mut server = match sys::inherited_listener()? {
+        Some(listener) => {
             info!("using the listening socket passed by systemd (LISTEN_FDS)");
-            Server::from_std(listener, config)
+            Server::from_std(listener, config)?
         }
-        Ok(None) => Server::bind(config),
-        Err(e) => Err(e),
+        None => Server::bind(config)?,
     };
-    let mut server = match server {
-        Ok(server) => server,
-        Err(e) => {
-            error!("cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = server.handle_signals() {
-        error!("cannot install signal handlers: {e}");
-        return ExitCode::FAILURE;
-    }
+    server.handle_signals().map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot install signal handlers: {e}"))
+    })?;
     info!(
         "listening on {} (max {} clients)",
         server.local_addr(),
@@ -59,12 +69,5 @@ fn main() -> ExitCode {
         "READY=1\nSTATUS=listening on {}",
         server.local_addr()
     ));
-    match server.run() {
-        Ok(Exit::Graceful) => ExitCode::SUCCESS,
-        Ok(Exit::Forced) => ExitCode::from(1),
-        Err(e) => {
-            error!("event loop failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    Ok(server)
 }

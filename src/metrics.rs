@@ -14,23 +14,15 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::http::{Answer, MAX_REQUEST, answer, error_response, response};
+use crate::http::{Answer, answer, error_response, response};
+use crate::limits::MAX_REQUEST;
 use crate::server::METRICS_CONN_BASE;
 use crate::stats::{Gauges, Stats, render_prometheus};
 
-/// Metrics connections open at once at most; more are closed on accept.
-pub const MAX_METRICS_CONNS: usize = 16;
-/// Metrics connections open at once from one source address (IPv6: one
-/// /64): a slow client at one address cannot take every slot, so a scraper
-/// elsewhere always gets in.
-pub const MAX_METRICS_PER_SOURCE: usize = 4;
-/// How long a metrics connection may take to send its request head; a
-/// scraper sends it at once, a slow-loris never finishes it.
-pub const METRICS_HEAD_TIMEOUT_MS: u64 = 2_000;
-/// How long one metrics connection may stay open.
-pub const METRICS_CONN_TIMEOUT_MS: u64 = 5_000;
-/// How long to wait before accepting again when descriptors ran out.
-const ACCEPT_RETRY_MS: u64 = 100;
+use crate::limits::{
+    ACCEPT_RETRY_MS, MAX_METRICS_CONNS, MAX_METRICS_PER_SOURCE, METRICS_CONN_TIMEOUT_MS,
+    METRICS_HEAD_TIMEOUT_MS,
+};
 
 struct HttpConn {
     socket: TcpStream,
@@ -96,7 +88,7 @@ impl MetricsEndpoint {
         loop {
             match self.listener.accept() {
                 Ok((mut socket, addr)) => {
-                    let source = crate::client::source_key(addr.ip(), 64);
+                    let source = crate::admission::source_key(addr.ip(), 64);
                     let from_source = self
                         .conns
                         .iter()

@@ -32,8 +32,7 @@ use unicode_normalization::char::is_combining_mark;
 use unicode_script::{Script, UnicodeScript};
 use unicode_security::{MixedScript, skeleton};
 
-/// Longest name, in characters after NFC.
-pub const MAX_NAME_CHARS: usize = 24;
+pub use crate::limits::MAX_NAME_CHARS;
 
 /// Canonical decomposition maps one character to at most this many, so NFC
 /// text has at least a quarter as many characters as the text it came from.

@@ -108,6 +108,106 @@ pub struct Gauges {
     pub rss_bytes: Option<u64>,
 }
 
+/// One metric: its name (after `natter_`), type, help text, and where its
+/// value comes from.
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Stats, &Gauges) -> u64,
+);
+
+/// Every metric but the per-reason close counts, in the order rendered.
+const METRICS: &[Metric] = &[
+    ("clients", "gauge", "Connected clients.", |_, g| {
+        g.clients as u64
+    }),
+    (
+        "accepted_connections_total",
+        "counter",
+        "Connections accepted.",
+        |s, _| s.accepted,
+    ),
+    (
+        "lines_in_total",
+        "counter",
+        "Lines read from clients.",
+        |s, _| s.lines_in,
+    ),
+    (
+        "lines_out_total",
+        "counter",
+        "Lines queued for delivery (one per recipient).",
+        |s, _| s.lines_out,
+    ),
+    (
+        "bytes_out_total",
+        "counter",
+        "Bytes written to client sockets.",
+        |s, _| s.bytes_out,
+    ),
+    (
+        "queued_output_bytes",
+        "gauge",
+        "Output bytes held for clients now.",
+        |_, g| g.queued_bytes as u64,
+    ),
+    (
+        "short_writes_total",
+        "counter",
+        "Write calls that took fewer bytes than offered.",
+        |s, _| s.short_writes,
+    ),
+    (
+        "slow_client_disconnects_total",
+        "counter",
+        "Clients closed because their queue passed --max-output.",
+        |s, _| s.closed(CloseReason::Slow),
+    ),
+    (
+        "skipped_lines_total",
+        "counter",
+        "Lines skipped for slow clients under --slow-client drop.",
+        |s, _| s.skipped_lines,
+    ),
+    (
+        "cut_lines_total",
+        "counter",
+        "Input lines cut at --max-line.",
+        |s, _| s.cut_lines,
+    ),
+    (
+        "rate_limited_reads_total",
+        "counter",
+        "Times reading a client paused because its --rate was used up.",
+        |s, _| s.rate_limited,
+    ),
+    (
+        "read_pauses_total",
+        "counter",
+        "Times reading paused for everyone at --max-total-output.",
+        |s, _| s.total_pauses,
+    ),
+    (
+        "reading_paused",
+        "gauge",
+        "1 while reading is paused for everyone.",
+        |_, g| g.reading_paused as u64,
+    ),
+    (
+        "turn_budget_holds_total",
+        "counter",
+        "Times a sender waited a turn because a recipient's per-turn share was used up.",
+        |s, _| s.budget_holds,
+    ),
+    (
+        "fd_exhaustion_total",
+        "counter",
+        "Accepts that failed for want of descriptors.",
+        |s, _| s.fd_exhausted,
+    ),
+];
+
 /// Renders Prometheus text exposition format (version 0.0.4).
 pub fn render_prometheus(stats: &Stats, gauges: &Gauges) -> String {
     let mut out = String::with_capacity(4096);
@@ -116,96 +216,9 @@ pub fn render_prometheus(stats: &Stats, gauges: &Gauges) -> String {
         let _ = writeln!(out, "# TYPE natter_{name} {kind}");
         let _ = writeln!(out, "natter_{name} {value}");
     };
-    metric(
-        "clients",
-        "gauge",
-        "Connected clients.",
-        gauges.clients as u64,
-    );
-    metric(
-        "accepted_connections_total",
-        "counter",
-        "Connections accepted.",
-        stats.accepted,
-    );
-    metric(
-        "lines_in_total",
-        "counter",
-        "Lines read from clients.",
-        stats.lines_in,
-    );
-    metric(
-        "lines_out_total",
-        "counter",
-        "Lines queued for delivery (one per recipient).",
-        stats.lines_out,
-    );
-    metric(
-        "bytes_out_total",
-        "counter",
-        "Bytes written to client sockets.",
-        stats.bytes_out,
-    );
-    metric(
-        "queued_output_bytes",
-        "gauge",
-        "Output bytes held for clients now.",
-        gauges.queued_bytes as u64,
-    );
-    metric(
-        "short_writes_total",
-        "counter",
-        "Write calls that took fewer bytes than offered.",
-        stats.short_writes,
-    );
-    metric(
-        "slow_client_disconnects_total",
-        "counter",
-        "Clients closed because their queue passed --max-output.",
-        stats.closed(CloseReason::Slow),
-    );
-    metric(
-        "skipped_lines_total",
-        "counter",
-        "Lines skipped for slow clients under --slow-client drop.",
-        stats.skipped_lines,
-    );
-    metric(
-        "cut_lines_total",
-        "counter",
-        "Input lines cut at --max-line.",
-        stats.cut_lines,
-    );
-    metric(
-        "rate_limited_reads_total",
-        "counter",
-        "Times reading a client paused because its --rate was used up.",
-        stats.rate_limited,
-    );
-    metric(
-        "read_pauses_total",
-        "counter",
-        "Times reading paused for everyone at --max-total-output.",
-        stats.total_pauses,
-    );
-    metric(
-        "reading_paused",
-        "gauge",
-        "1 while reading is paused for everyone.",
-        gauges.reading_paused as u64,
-    );
-    metric(
-        "turn_budget_holds_total",
-        "counter",
-        "Times a sender waited a turn because a recipient's per-turn share was used up.",
-        stats.budget_holds,
-    );
-    metric(
-        "fd_exhaustion_total",
-        "counter",
-        "Accepts that failed for want of descriptors.",
-        stats.fd_exhausted,
-    );
+    for (name, kind, help, value) in METRICS {
+        metric(name, kind, help, value(stats, gauges));
+    }
     if let Some(rss) = gauges.rss_bytes {
         metric(
             "resident_memory_bytes",

@@ -483,11 +483,11 @@ fn a_leaving_client_that_never_reads_is_closed_after_the_linger() {
     common::eventually("the linger to end", || talker.stats()["clients"] == 1);
     let waited = started.elapsed();
     assert!(
-        waited >= natter::server::LINGER - Duration::from_millis(200),
+        waited >= natter::limits::LINGER - Duration::from_millis(200),
         "closed after {waited:?}, before the linger"
     );
     assert!(
-        waited < natter::server::LINGER + Duration::from_secs(5),
+        waited < natter::limits::LINGER + Duration::from_secs(5),
         "closed after {waited:?}, long after the linger"
     );
     assert!(talker.stats()["total_queued"] < 4096);
@@ -534,9 +534,9 @@ fn a_pause_that_does_not_end_by_itself_ends_by_closing_the_stalled() {
         }
     }
     let waited = started.elapsed();
-    let stall = natter::server::PAUSE_STALL;
+    let stall = natter::limits::PAUSE_STALL;
     assert!(
-        waited >= stall - Duration::from_millis(300) && waited < natter::server::LINGER,
+        waited >= stall - Duration::from_millis(300) && waited < natter::limits::LINGER,
         "resumed after {waited:?}: the pause should hold about {stall:?}"
     );
     // Closed as slow, announced as leaving, and nobody else: the chatter

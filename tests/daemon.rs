@@ -685,7 +685,7 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[test]
 fn metrics_connections_are_capped_in_number_per_source_and_in_time() {
-    use natter::metrics::{MAX_METRICS_CONNS, MAX_METRICS_PER_SOURCE, METRICS_HEAD_TIMEOUT_MS};
+    use natter::limits::{MAX_METRICS_CONNS, MAX_METRICS_PER_SOURCE, METRICS_HEAD_TIMEOUT_MS};
     let (_, metrics) = metrics_server();
     let started = Instant::now();
     // Connections that never send a request: MAX_METRICS_PER_SOURCE from

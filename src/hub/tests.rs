@@ -1,0 +1,219 @@
+//! The hub's ordering rules, played turn by turn without a socket: a
+//! "socket" is a writer that takes a given number of bytes per turn.
+
+use std::io::{self, IoSlice, Write};
+
+use super::*;
+use crate::config::SlowClient;
+use crate::out_queue::{Flushed, WriteLimits};
+
+/// A socket that takes `room` bytes, then says `WouldBlock`.
+struct Socket {
+    got: Vec<u8>,
+    room: usize,
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(self.room - n);
+            self.got.extend_from_slice(&b[..take]);
+            n += take;
+        }
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+const OPEN: WriteLimits = WriteLimits {
+    max_write: usize::MAX,
+    budget: usize::MAX,
+};
+
+fn hub() -> Hub {
+    Hub::new(HubConfig {
+        cap: QueueCap {
+            max_output: 1 << 20,
+            policy: SlowClient::Disconnect,
+        },
+        who_on_join: false,
+        history_lines: 0,
+        history_bytes: 0,
+        notice_rate: 0,
+    })
+}
+
+/// A hub with members 0..n joined, their greetings and arrivals flushed.
+fn room_of(n: usize) -> (Hub, Vec<Socket>) {
+    let mut hub = hub();
+    for key in 0..n {
+        hub.add(key, format!("m{key}").into_boxed_str());
+        hub.join(key, 0);
+    }
+    let mut sockets: Vec<Socket> = (0..n)
+        .map(|_| Socket {
+            got: Vec::new(),
+            room: usize::MAX,
+        })
+        .collect();
+    end_turn(&mut hub, &mut sockets);
+    for s in &mut sockets {
+        s.got.clear();
+    }
+    (hub, sockets)
+}
+
+/// Flushes everyone once, seals, and ends the turn, as the server does.
+fn end_turn(hub: &mut Hub, sockets: &mut [Socket]) {
+    let mut visit = Vec::new();
+    hub.take_visit(&mut visit);
+    let mut backlog = Vec::new();
+    for &key in &visit {
+        let (queue, arena) = hub.outbox(key);
+        let report = queue.write_to(&mut sockets[key], arena, OPEN);
+        assert!(!matches!(report.how, Flushed::Failed(_)));
+        if !queue.is_empty() {
+            backlog.push(key);
+        }
+    }
+    hub.seal(&backlog);
+    hub.end_turn();
+}
+
+fn say(hub: &mut Hub, key: usize, text: &str) {
+    let who = hub.member(key).who.clone();
+    assert!(hub.broadcast(false, |arena| {
+        arena.extend_from_slice(format!("{who}: {text}\n").as_bytes())
+    }));
+}
+
+#[test]
+fn a_private_line_never_overtakes_a_broadcast_queued_before_it() {
+    let (mut hub, mut sockets) = room_of(2);
+    say(&mut hub, 0, "first");
+    hub.send(1, b"*** private\n");
+    say(&mut hub, 0, "second");
+    end_turn(&mut hub, &mut sockets);
+    assert_eq!(
+        String::from_utf8_lossy(&sockets[1].got),
+        "m0: first\n*** private\nm0: second\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&sockets[0].got),
+        "m0: first\nm0: second\n"
+    );
+}
+
+#[test]
+fn a_departure_is_announced_exactly_once() {
+    let (mut hub, mut sockets) = room_of(3);
+    hub.depart(2, Some(b"bye"), true, 0);
+    hub.depart(2, None, true, 0);
+    hub.depart(2, Some(b"again"), true, 0);
+    end_turn(&mut hub, &mut sockets);
+    assert_eq!(
+        String::from_utf8_lossy(&sockets[0].got),
+        "m2 has left (bye)\n"
+    );
+    assert_eq!(sockets[2].got, b"", "the leaver gets nothing more");
+    assert_eq!(hub.roster.joined(), 2);
+    // Its name is free and it is not listed.
+    assert_eq!(hub.who_text().chunk.bytes(), b"*** 2 here: m0, m1\n");
+}
+
+#[test]
+fn sealing_keeps_every_byte_in_order_across_turns() {
+    let (mut hub, mut sockets) = room_of(2);
+    // Member 1's socket takes 7 bytes a turn; member 0's takes everything.
+    let mut expected = Vec::new();
+    for turn in 0..50 {
+        sockets[1].room = 7;
+        for line in 0..3 {
+            let text = format!("t{turn} l{line}");
+            say(&mut hub, 0, &text);
+            expected.extend_from_slice(format!("m0: {text}\n").as_bytes());
+        }
+        if turn % 7 == 0 {
+            hub.send(1, format!("*** note {turn}\n").as_bytes());
+            // The note comes after this turn's lines so far.
+            let at = expected.len();
+            expected.splice(at..at, format!("*** note {turn}\n").bytes());
+        }
+        end_turn(&mut hub, &mut sockets);
+        assert!(hub.member(1).output.arena_low().is_none(), "sealed");
+    }
+    sockets[1].room = usize::MAX;
+    hub.mark_dirty(1);
+    end_turn(&mut hub, &mut sockets);
+    assert_eq!(
+        String::from_utf8_lossy(&sockets[1].got),
+        String::from_utf8_lossy(&expected)
+    );
+    assert_eq!(
+        sockets[0].got.len(),
+        expected.len() - count_notes(&expected)
+    );
+}
+
+fn count_notes(bytes: &[u8]) -> usize {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| l.starts_with("*** note"))
+        .map(|l| l.len() + 1)
+        .sum()
+}
+
+#[test]
+fn a_turn_gives_one_member_at_most_its_budget() {
+    let (mut hub, _sockets) = room_of(2);
+    let line = vec![b'x'; 1000];
+    let mut sent = 0;
+    while hub.fits_one(1, line.len()) {
+        hub.send(1, &line);
+        sent += line.len();
+    }
+    assert!(
+        sent <= TURN_BUDGET && sent + line.len() > TURN_BUDGET,
+        "{sent}"
+    );
+    // Broadcasts now wait too: member 1 would get them on top.
+    assert!(!hub.broadcast(false, |a| a.extend_from_slice(&line)));
+    // A new turn starts at nothing.
+    hub.end_turn();
+    assert!(hub.fits_one(1, line.len()));
+    assert!(hub.fits_everyone(line.len()));
+}
+
+#[test]
+fn a_newcomer_does_not_see_what_came_before_it() {
+    let (mut hub, mut sockets) = room_of(1);
+    say(&mut hub, 0, "before");
+    hub.add(1, "m1".into());
+    sockets.push(Socket {
+        got: Vec::new(),
+        room: usize::MAX,
+    });
+    hub.join(1, 0);
+    say(&mut hub, 0, "after");
+    end_turn(&mut hub, &mut sockets);
+    assert_eq!(
+        String::from_utf8_lossy(&sockets[1].got),
+        "You are m1\nm0: after\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&sockets[0].got),
+        "m0: before\nm1 has arrived\nm0: after\n"
+    );
+}

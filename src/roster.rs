@@ -1,0 +1,243 @@
+//! Who is here: every member by its key, the names they hold, and the order
+//! they joined in.
+//!
+//! A member's key is its connection's key (its poll token), so the server
+//! and the hub talk about the same client by the same number. Names are held
+//! twice: by [`name_key`] (the same name in any case or compatibility form)
+//! and by [`name_skeleton`] (a name that looks like it).
+
+use std::collections::HashMap;
+
+use crate::clean::clean;
+use crate::member::{Member, Phase};
+use crate::names::{Name, check_single_script, name_key, name_skeleton, parse_name};
+
+/// The members and their names.
+#[derive(Debug, Default)]
+pub struct Roster {
+    /// Indexed by key; `None` where no client is.
+    members: Vec<Option<Member>>,
+    /// Members present.
+    len: usize,
+    /// Names taken with `/nick` or `--ask-name`, by [`name_key`].
+    names: HashMap<String, usize>,
+    /// The same names by [`name_skeleton`], to refuse look-alikes.
+    skeletons: HashMap<String, usize>,
+    /// Members in [`Phase::Joined`].
+    joined: usize,
+    next_joined_seq: u32,
+}
+
+impl Roster {
+    /// Adds a member under `key` (a free key: its connection's).
+    pub fn insert(&mut self, key: usize, member: Member) {
+        if self.members.len() <= key {
+            self.members.resize_with(key + 1, || None);
+        }
+        debug_assert!(self.members[key].is_none(), "key {key} is taken");
+        self.members[key] = Some(member);
+        self.len += 1;
+    }
+
+    /// Takes the member under `key` away; its name must be released first.
+    pub fn remove(&mut self, key: usize) -> Option<Member> {
+        let member = self.members.get_mut(key)?.take()?;
+        debug_assert_ne!(member.phase, Phase::Joined, "departs first");
+        self.len -= 1;
+        // Give back the tail of the index once it is empty.
+        while self.members.last().is_some_and(Option::is_none) {
+            self.members.pop();
+        }
+        if self.members.capacity() > 2 * self.members.len() + 64 {
+            self.members.shrink_to(self.members.len() * 3 / 2);
+        }
+        Some(member)
+    }
+
+    pub fn get(&self, key: usize) -> Option<&Member> {
+        self.members.get(key)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut Member> {
+        self.members.get_mut(key)?.as_mut()
+    }
+
+    /// Members present.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Members in the room.
+    pub fn joined(&self) -> usize {
+        self.joined
+    }
+
+    /// Every member with its key.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Member)> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter_map(|(key, m)| Some((key, m.as_ref()?)))
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> impl Iterator<Item = usize> + '_ {
+        self.iter().map(|(key, _)| key)
+    }
+
+    /// Marks `key` as joined, in arrival order.
+    pub fn mark_joined(&mut self, key: usize) {
+        let seq = self.next_joined_seq;
+        self.next_joined_seq = seq.wrapping_add(1);
+        let member = self.get_mut(key).expect("present");
+        member.phase = Phase::Joined;
+        member.joined_seq = seq;
+        self.joined += 1;
+    }
+
+    /// Marks `key` as gone and frees its name. Returns false if it was not
+    /// joined (then nothing changes but the phase).
+    pub fn mark_gone(&mut self, key: usize) -> bool {
+        self.release_name(key);
+        let member = self.get_mut(key).expect("present");
+        let was_joined = member.phase == Phase::Joined;
+        member.phase = Phase::Gone;
+        if was_joined {
+            self.joined -= 1;
+        }
+        was_joined
+    }
+
+    /// A valid name that nobody else holds and that looks like no one
+    /// else's, or the line explaining why not. The checks run in this order
+    /// so the most useful reason wins: a name's own form, then the same name
+    /// held by another, then a look-alike of another's (showing whose), then
+    /// the mix of scripts, which also catches look-alikes of names nobody
+    /// holds yet.
+    pub fn check_name(&self, key: usize, raw: &[u8]) -> Result<Name, String> {
+        let invalid = |why: String| format!("*** invalid name: {} ({why})\n", clean(raw));
+        let name = parse_name(raw).map_err(invalid)?;
+        if let Some(&holder) = self.names.get(&name.key)
+            && holder != key
+        {
+            return Err(format!("*** name taken: {}\n", name.display));
+        }
+        if let Some(&holder) = self.skeletons.get(&name.skeleton)
+            && holder != key
+        {
+            let like = &self.get(holder).expect("holders are present").who;
+            return Err(format!(
+                "*** name taken: {} (looks like {like})\n",
+                name.display
+            ));
+        }
+        check_single_script(&name).map_err(invalid)?;
+        Ok(name)
+    }
+
+    /// Gives `key` the name (checked by [`Roster::check_name`]); its old one
+    /// is freed.
+    pub fn take_name(&mut self, key: usize, name: Name) {
+        self.release_name(key);
+        self.names.insert(name.key, key);
+        self.skeletons.insert(name.skeleton, key);
+        self.get_mut(key).expect("present").who = name.display.into_boxed_str();
+    }
+
+    /// Frees the name `key` holds, in both maps. Only entries that are its
+    /// own are removed: an address identity holds none, and must not free a
+    /// name that happens to share its key.
+    fn release_name(&mut self, key: usize) {
+        let who = &self.get(key).expect("present").who;
+        let name_key = name_key(who);
+        let skeleton = name_skeleton(&name_key);
+        if self.names.get(&name_key) == Some(&key) {
+            self.names.remove(&name_key);
+        }
+        if self.skeletons.get(&skeleton) == Some(&key) {
+            self.skeletons.remove(&skeleton);
+        }
+    }
+
+    /// The joined member called `name` (a taken name, any case, or an
+    /// address identity).
+    pub fn find(&self, name: &[u8]) -> Option<usize> {
+        let name = std::str::from_utf8(name).ok()?;
+        let key = match self.names.get(&name_key(name)) {
+            Some(&key) => key,
+            None => self.iter().find(|(_, m)| &*m.who == name)?.0,
+        };
+        self.get(key)?.receives().then_some(key)
+    }
+
+    /// The joined members' names, in order of arrival.
+    pub fn names_in_order(&self) -> Vec<&str> {
+        let mut here: Vec<(u32, &str)> = self
+            .iter()
+            .filter(|(_, m)| m.receives())
+            .map(|(_, m)| (m.joined_seq, &*m.who))
+            .collect();
+        here.sort_unstable();
+        here.into_iter().map(|(_, who)| who).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::out_queue::OutQueue;
+
+    fn roster(names: &[&str]) -> Roster {
+        let mut r = Roster::default();
+        for (key, who) in names.iter().enumerate() {
+            r.insert(key, Member::new((*who).into(), OutQueue::default()));
+            r.mark_joined(key);
+        }
+        r
+    }
+
+    #[test]
+    fn names_are_held_until_released() {
+        let mut r = roster(&["127.0.0.1:1", "127.0.0.1:2"]);
+        let alice = r.check_name(0, b"alice").unwrap();
+        r.take_name(0, alice);
+        assert_eq!(
+            r.check_name(1, b"ALICE").unwrap_err(),
+            "*** name taken: ALICE\n"
+        );
+        assert_eq!(
+            r.check_name(1, "аlice".as_bytes()).unwrap_err(),
+            "*** name taken: аlice (looks like alice)\n"
+        );
+        assert_eq!(r.find(b"Alice"), Some(0));
+        assert_eq!(r.find(b"127.0.0.1:2"), Some(1));
+        assert!(r.mark_gone(0));
+        assert!(r.check_name(1, b"alice").is_ok(), "freed when it leaves");
+        assert_eq!(r.find(b"alice"), None);
+        assert_eq!(r.joined(), 1);
+        assert!(!r.mark_gone(0), "leaving twice changes nothing");
+        assert_eq!(r.joined(), 1);
+    }
+
+    #[test]
+    fn who_is_in_order_of_arrival() {
+        let r = roster(&["c", "a", "b"]);
+        assert_eq!(r.names_in_order(), ["c", "a", "b"]);
+    }
+
+    #[test]
+    fn keys_come_and_go() {
+        let mut r = roster(&["a", "b", "c"]);
+        r.mark_gone(2);
+        r.remove(2);
+        r.mark_gone(0);
+        r.remove(0);
+        assert_eq!(r.keys().collect::<Vec<_>>(), [1]);
+        assert_eq!(r.len(), 1);
+        assert!(r.get(0).is_none());
+    }
+}
