@@ -8,8 +8,10 @@
 
 use crate::clean::{clean, clean_into, cleaned_len};
 use crate::command::{self, Command, HELP};
-use crate::hub::Hub;
+use crate::hub::{Hub, listing};
+use crate::limits::MAX_TOPIC_BYTES;
 use crate::member::Phase;
+use crate::rooms::{TooManyRooms, parse_room_name};
 use crate::stats::CloseReason;
 
 /// What came of a line.
@@ -38,14 +40,18 @@ fn handle_command(hub: &mut Hub, key: usize, line: &[u8], now_ms: u64) -> Outcom
         Command::Say(text) => say(hub, key, b"", b": ", text),
         Command::Me(text) => say(hub, key, b"* ", b" ", text),
         Command::Nick(name) => rename(hub, key, name),
-        Command::Who => {
-            let who = hub.who_text();
-            if !hub.fits_one(key, who.len()) {
-                return Outcome::Held;
-            }
-            hub.send_shared(key, &who);
-            Outcome::Done
+        Command::Who(room) => who(hub, key, room),
+        Command::Join(room) => join_room(hub, key, room, now_ms),
+        Command::Rooms => {
+            let rooms: Vec<String> = hub
+                .rooms
+                .listing()
+                .into_iter()
+                .map(|(name, n)| format!("{name} ({n})"))
+                .collect();
+            reply(hub, key, listing("*** rooms: ", &rooms).as_bytes())
         }
+        Command::Topic(text) => topic(hub, key, text),
         Command::Msg { to, text } => private_message(hub, key, to, text),
         Command::Quit(why) => quit(hub, key, why, now_ms),
         Command::Stats => {
@@ -74,11 +80,12 @@ fn reply(hub: &mut Hub, key: usize, bytes: &[u8]) -> Outcome {
     Outcome::Done
 }
 
-/// `<before><who><after><text>\n` to everyone in the room, sender included,
-/// and into the history.
+/// `<before><who><after><text>\n` to everyone in the sender's room, sender
+/// included, and into the room's history.
 fn say(hub: &mut Hub, key: usize, before: &[u8], after: &[u8], text: &[u8]) -> Outcome {
     let who = hub.member(key).who.clone();
-    let kept = hub.broadcast(true, |arena| {
+    let room = hub.room_of(key);
+    let kept = hub.broadcast(room, true, |arena| {
         arena.extend_from_slice(before);
         arena.extend_from_slice(who.as_bytes());
         arena.extend_from_slice(after);
@@ -91,7 +98,7 @@ fn say(hub: &mut Hub, key: usize, before: &[u8], after: &[u8], text: &[u8]) -> O
 /// `/quit [REASON]`: the client leaves, and the others are told why.
 fn quit(hub: &mut Hub, key: usize, why: Option<&[u8]>, now_ms: u64) -> Outcome {
     let notice = hub.member(key).who.len() + b" has left ()\n".len() + why.map_or(0, cleaned_len);
-    if !hub.fits_everyone(notice) {
+    if !hub.fits_everyone(hub.room_of(key), notice) {
         return Outcome::Held;
     }
     hub.depart(key, why, true, now_ms);
@@ -128,12 +135,13 @@ fn rename(hub: &mut Hub, key: usize, raw: &[u8]) -> Outcome {
         return reply(hub, key, line.as_bytes());
     }
     let line = format!("{old} is now known as {}\n", name.display);
-    if !hub.fits_everyone(line.len()) {
+    let room = hub.room_of(key);
+    if !hub.fits_everyone(room, line.len()) {
         return Outcome::Held;
     }
     hub.roster.take_name(key, name);
-    hub.room.who_text = None;
-    hub.announce(line.as_bytes());
+    hub.rooms.get_mut(room).who_text = None;
+    hub.announce(room, line.as_bytes());
     Outcome::Done
 }
 
@@ -159,6 +167,88 @@ fn private_message(hub: &mut Hub, key: usize, to: &[u8], text: &[u8]) -> Outcome
     Outcome::Done
 }
 
+/// `/who`: who is in the asker's room, or in `#ROOM`.
+fn who(hub: &mut Hub, key: usize, room: Option<&[u8]>) -> Outcome {
+    let id = match room {
+        None => hub.room_of(key),
+        Some(raw) => match find_room(hub, raw) {
+            Ok(id) => id,
+            Err(refusal) => return reply(hub, key, refusal.as_bytes()),
+        },
+    };
+    let who = hub.who_text(id);
+    if !hub.fits_one(key, who.len()) {
+        return Outcome::Held;
+    }
+    hub.send_shared(key, &who);
+    Outcome::Done
+}
+
+/// The room `raw` names, or the line saying why there is none.
+fn find_room(hub: &Hub, raw: &[u8]) -> Result<usize, String> {
+    let name = parse_room_name(raw)
+        .map_err(|why| format!("*** invalid room: {} ({why})\n", clean(raw)))?;
+    hub.rooms
+        .find(name)
+        .ok_or_else(|| format!("*** no such room: {name}\n"))
+}
+
+/// `/join #ROOM`: moves the client, making the room if needed.
+fn join_room(hub: &mut Hub, key: usize, raw: &[u8], now_ms: u64) -> Outcome {
+    let name = match parse_room_name(raw) {
+        Ok(name) => name,
+        Err(why) => {
+            let line = format!("*** invalid room: {} ({why})\n", clean(raw));
+            return reply(hub, key, line.as_bytes());
+        }
+    };
+    let here = hub.room_of(key);
+    if hub.rooms.find(name) == Some(here) {
+        let line = format!("*** you are already in {}\n", hub.room(here).name);
+        return reply(hub, key, line.as_bytes());
+    }
+    // Both rooms hear of the move, and the mover gets the new room's
+    // listing and history: check the biggest share first.
+    let who = hub.member(key).who.len();
+    if !hub.fits_everyone(here, who + name.len() + 16) {
+        return Outcome::Held;
+    }
+    let to = match hub.rooms.find_or_create(name) {
+        Ok(to) => to,
+        Err(TooManyRooms(max)) => {
+            let line = format!("*** too many rooms ({max}): join one of /rooms\n");
+            return reply(hub, key, line.as_bytes());
+        }
+    };
+    hub.move_to(key, to, now_ms);
+    Outcome::Done
+}
+
+/// `/topic`: shows the room's topic; `/topic TEXT` sets it, and the room
+/// is told.
+fn topic(hub: &mut Hub, key: usize, text: Option<&[u8]>) -> Outcome {
+    let room = hub.room_of(key);
+    let Some(text) = text else {
+        let line = match &hub.room(room).topic {
+            Some(topic) => format!("*** topic: {topic}\n"),
+            None => format!("*** no topic in {}\n", hub.room(room).name),
+        };
+        return reply(hub, key, line.as_bytes());
+    };
+    let topic = clean(text);
+    if topic.len() > MAX_TOPIC_BYTES {
+        let line = format!("*** topic too long: at most {MAX_TOPIC_BYTES} bytes\n");
+        return reply(hub, key, line.as_bytes());
+    }
+    let line = format!("*** {} set the topic: {topic}\n", hub.member(key).who);
+    if !hub.fits_everyone(room, line.len()) {
+        return Outcome::Held;
+    }
+    hub.rooms.get_mut(room).topic = Some(topic.into_boxed_str());
+    hub.announce(room, line.as_bytes());
+    Outcome::Done
+}
+
 /// `/stats`: the client's own queue and the server's counters.
 fn stats_line(hub: &mut Hub, key: usize) -> String {
     hub.catch_up(key);
@@ -167,7 +257,8 @@ fn stats_line(hub: &mut Hub, key: usize) -> String {
     format!(
         "*** stats: queued={} skipped={} clients={} total_queued={} short_writes={} \
          slow_disconnects={} skipped_total={} lines_in={} lines_out={} bytes_out={} \
-         cut_lines={} rate_limited={} read_pauses={} fd_exhausted={} budget_holds={}\n",
+         cut_lines={} rate_limited={} read_pauses={} fd_exhausted={} budget_holds={} \
+         rooms={} biggest_room={}\n",
         member.output.len(),
         member.skipped_total,
         hub.roster.len(),
@@ -183,5 +274,7 @@ fn stats_line(hub: &mut Hub, key: usize) -> String {
         s.total_pauses,
         s.fd_exhausted,
         s.budget_holds,
+        hub.rooms.len(),
+        hub.rooms.biggest(),
     )
 }

@@ -10,8 +10,14 @@ pub enum Command<'a> {
     Say(&'a [u8]),
     /// `/nick NAME`
     Nick(&'a [u8]),
-    /// `/who`
-    Who,
+    /// `/who`, or `/who #ROOM` for another room (other words are ignored).
+    Who(Option<&'a [u8]>),
+    /// `/join #ROOM`
+    Join(&'a [u8]),
+    /// `/rooms`
+    Rooms,
+    /// `/topic`, or `/topic TEXT` to set it.
+    Topic(Option<&'a [u8]>),
     /// `/me TEXT`
     Me(&'a [u8]),
     /// `/msg NAME TEXT`
@@ -32,7 +38,10 @@ pub enum Command<'a> {
 pub const HELP: &[&str] = &[
     "*** commands:",
     "***   /nick NAME       take a name",
-    "***   /who             list who is here",
+    "***   /who [#ROOM]     list who is here (or in #ROOM)",
+    "***   /join #ROOM      move to #ROOM (made if needed)",
+    "***   /rooms           list the rooms",
+    "***   /topic [TEXT]    show or set this room's topic",
     "***   /me TEXT         send an action: * you TEXT",
     "***   /msg NAME TEXT   send TEXT to NAME only",
     "***   /quit [REASON]   leave",
@@ -59,7 +68,11 @@ pub fn parse(line: &[u8]) -> Command<'_> {
     match word.to_ascii_lowercase().as_slice() {
         b"nick" if args.is_empty() => Command::Usage("/nick NAME"),
         b"nick" => Command::Nick(args),
-        b"who" => Command::Who,
+        b"who" => Command::Who(args.starts_with(b"#").then(|| split_word(args).0)),
+        b"join" if args.is_empty() => Command::Usage("/join #ROOM"),
+        b"join" => Command::Join(args),
+        b"rooms" => Command::Rooms,
+        b"topic" => Command::Topic((!args.is_empty()).then_some(args)),
         b"me" if args.is_empty() => Command::Usage("/me TEXT"),
         b"me" => Command::Me(args),
         b"msg" => match split_word(args) {
@@ -114,7 +127,17 @@ mod tests {
         assert_eq!(parse(b"/nick  Alice "), Command::Nick(b"Alice"));
         assert_eq!(parse(b"/NICK Bob"), Command::Nick(b"Bob"));
         assert_eq!(parse(b"/nick a b"), Command::Nick(b"a b"));
-        assert_eq!(parse(b"/who"), Command::Who);
+        assert_eq!(parse(b"/who"), Command::Who(None));
+        assert_eq!(parse(b"/who everyone"), Command::Who(None));
+        assert_eq!(parse(b"/who #help now"), Command::Who(Some(b"#help")));
+        assert_eq!(parse(b"/join #help"), Command::Join(b"#help"));
+        assert_eq!(parse(b"/join"), Command::Usage("/join #ROOM"));
+        assert_eq!(parse(b"/rooms"), Command::Rooms);
+        assert_eq!(parse(b"/topic"), Command::Topic(None));
+        assert_eq!(
+            parse(b"/topic  tea at 4 "),
+            Command::Topic(Some(b"tea at 4"))
+        );
         assert_eq!(parse(b"/me waves  hi"), Command::Me(b"waves  hi"));
         assert_eq!(
             parse(b"/msg bob  hi there"),
@@ -154,7 +177,7 @@ mod tests {
         // The word ends at the first space or tab, and the arguments are
         // still trimmed on both sides.
         assert_eq!(parse(b"/quit\tgone "), Command::Quit(Some(b"gone")));
-        assert_eq!(parse(b"/who "), Command::Who);
+        assert_eq!(parse(b"/who "), Command::Who(None));
         assert_eq!(parse(b"/me\t\twaves"), Command::Me(b"waves"));
         assert_eq!(parse(b"/nick\t"), Command::Usage("/nick NAME"));
     }

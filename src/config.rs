@@ -26,6 +26,10 @@ pub const DEFAULT_RATE: u32 = 20;
 pub const DEFAULT_MAX_WRITE: usize = 256 * 1024;
 /// How long shutdown keeps flushing queued output.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// The room everyone starts in.
+pub const DEFAULT_ROOM: &str = "#lobby";
+/// Most rooms at once, the default room included.
+pub const DEFAULT_MAX_ROOMS: usize = 1000;
 /// Largest `--motd` file read; a bigger one is refused (at start) or kept
 /// out (on reload), and reading stops there, so `--motd /dev/zero` is safe.
 pub const DEFAULT_MAX_MOTD: usize = 64 * 1024;
@@ -91,6 +95,10 @@ pub struct Config {
     /// Arrivals and departures announced per second; the rest are summed up
     /// once a second (`--notice-rate`, 0 = all announced).
     pub notice_rate: u32,
+    /// The room everyone starts in (`--default-room`).
+    pub default_room: String,
+    /// Most rooms at once (`--max-rooms`).
+    pub max_rooms: usize,
 }
 
 impl Default for Config {
@@ -117,6 +125,8 @@ impl Default for Config {
             history_bytes: None,
             per_ip_prefix_v6: DEFAULT_PER_IP_PREFIX_V6,
             notice_rate: 0,
+            default_room: DEFAULT_ROOM.to_string(),
+            max_rooms: DEFAULT_MAX_ROOMS,
         }
     }
 }
@@ -183,6 +193,12 @@ impl Config {
         if self.history > 0 && history == 0 {
             return Err("--history-bytes must be more than 0 with --history".into());
         }
+        if let Err(why) = crate::rooms::parse_room_name(self.default_room.as_bytes()) {
+            return Err(format!("--default-room {}: {why}", self.default_room));
+        }
+        if self.max_rooms == 0 {
+            return Err("--max-rooms: must be more than 0".into());
+        }
         if self.per_ip_prefix_v6 > 128 {
             return Err(format!(
                 "--per-ip-prefix-v6: at most 128, got {}",
@@ -237,6 +253,9 @@ Options:
   --who-on-join              tell each newcomer who is here
   --motd FILE                send FILE's lines to each newcomer
                              (re-read on SIGHUP)
+  --default-room NAME        the room everyone starts in [default: #lobby]
+  --max-rooms N              most rooms at once, the default included
+                             [default: 1000]
   --history N                replay the last N chat lines to newcomers
                              [default: 0]
   --history-bytes BYTES      most bytes of history kept; the oldest lines go
@@ -319,6 +338,8 @@ fn set_flag(
         "--history" => c.history = number(flag, &value()?)?,
         "--history-bytes" => c.history_bytes = Some(bytes(value()?)?),
         "--notice-rate" => c.notice_rate = number(flag, &value()?)?,
+        "--default-room" => c.default_room = value()?,
+        "--max-rooms" => c.max_rooms = number(flag, &value()?)?,
         "--shutdown-grace" => c.shutdown_grace = duration(value()?)?,
         "--metrics" => c.metrics = Some(value()?),
         _ => return Err(format!("unknown option {flag} (try --help)")),

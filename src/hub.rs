@@ -1,51 +1,58 @@
-//! The hub: every member, the room they talk in, and the output queued for
+//! The hub: every member, the rooms they talk in, and the output queued for
 //! each of them. This is where a line becomes bytes for others to read.
 //!
-//! A broadcast is formatted once, into the room's arena, and each member's
-//! share of the turn is a range of it, queued lazily ([`Hub::catch_up`]) —
-//! when the member is flushed, or just before anything is queued for it
-//! alone, so a private line never overtakes a broadcast queued before it. At
-//! the end of the turn ([`Hub::seal`]) the part of the arena that queues
-//! still point into is copied once into a shared chunk.
+//! A broadcast is formatted once, into its room's arena, and each member's
+//! share of the turn is a range of that arena, queued lazily
+//! ([`Hub::catch_up`]) — when the member is flushed, or just before
+//! anything is queued for it alone, so a private line never overtakes a
+//! broadcast queued before it. At the end of the turn ([`Hub::seal`]) the
+//! part of each arena that queues still point into is copied once into a
+//! shared chunk. A line for a room costs one queue push per member of that
+//! room, not per client of the server.
 //!
 //! Everything queued for one member in one turn is bounded by the turn
 //! budget; [`Hub::fits_everyone`] and [`Hub::fits_one`] tell whether a line
 //! may still go out this turn. A member leaves by one path only,
 //! [`Hub::depart`], which frees its name and announces it at most once.
 //!
-//! Nothing here sees a socket or the poller: the unit tests at the bottom
+//! Nothing here sees a socket or the poller: the unit tests in `hub/tests.rs`
 //! play turns with byte slices.
+
+use std::collections::HashMap;
 
 use log::debug;
 
-use crate::limits::{MAX_WHO_BYTES, MIN_TURN_BUDGET, TURN_BUDGET};
+use crate::limits::{ARENA_KEEP, MAX_WHO_BYTES, MIN_TURN_BUDGET, ROOM_ARENA_KEEP, TURN_BUDGET};
 use crate::member::{Member, Phase};
 use crate::notice::Movement;
 use crate::out_queue::{Chunk, Entry, Meter, OutQueue, SharedText, count_newlines};
 use crate::pressure::{QueueCap, Region, Verdict};
-use crate::room::{History, Room};
+use crate::room::Room;
+use crate::rooms::Rooms;
 use crate::roster::Roster;
 use crate::stats::Stats;
 
 /// How a hub is set up (from the flags).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct HubConfig {
     pub cap: QueueCap,
     pub who_on_join: bool,
     pub history_lines: usize,
     pub history_bytes: usize,
     pub notice_rate: u32,
+    pub default_room: String,
+    pub max_rooms: usize,
 }
 
-/// The members, their room, and what is queued for them.
+/// The members, their rooms, and what is queued for them.
 #[derive(Debug)]
 pub struct Hub {
     pub roster: Roster,
-    pub room: Room,
+    pub rooms: Rooms,
     /// The `--motd` lines, cleaned, each ending in `\n`.
     motd: Option<SharedText>,
     /// Bytes held by queued output: shared chunks and entry arrays. What
-    /// `--max-total-output` bounds.
+    /// `--max-total-output` bounds (with the arenas).
     meter: Meter,
     /// Bytes held by the motd, history and `/who` texts: bounded by their
     /// own limits, so they do not count against `--max-total-output`.
@@ -58,8 +65,11 @@ pub struct Hub {
     /// The most bytes queued for one member alone this turn, over all
     /// members: a broadcast may add at most `turn_budget` minus this.
     turn_max_private: usize,
-    /// Members with something to flush this turn (when nothing was
-    /// broadcast; a broadcast gives everyone something).
+    /// Bytes in all arenas this turn.
+    arena_bytes: usize,
+    /// Rooms whose arena holds something this turn.
+    busy: Vec<usize>,
+    /// Members with something of their own to flush this turn.
     dirty: Vec<usize>,
     config: HubConfig,
     pub stats: Stats,
@@ -68,26 +78,28 @@ pub struct Hub {
 impl Hub {
     pub fn new(config: HubConfig) -> Hub {
         let max_output = config.cap.max_output;
-        let history = History::new(config.history_lines, config.history_bytes);
+        let rooms = Rooms::new(
+            &config.default_room,
+            config.max_rooms,
+            config.history_lines,
+            config.history_bytes,
+            config.notice_rate,
+        );
         Hub {
             roster: Roster::default(),
-            room: Room::new(history, config.notice_rate),
+            rooms,
             motd: None,
             meter: Meter::default(),
             fixed_meter: Meter::default(),
             turn: 0,
             turn_budget: TURN_BUDGET.min((max_output / 2).max(MIN_TURN_BUDGET)),
             turn_max_private: 0,
+            arena_bytes: 0,
+            busy: Vec::new(),
             dirty: Vec::new(),
             config,
             stats: Stats::default(),
         }
-    }
-
-    /// Output held for all members: shared chunks, entry arrays and this
-    /// turn's arena. What `--max-total-output` is checked against.
-    pub fn queued_bytes(&self) -> usize {
-        self.meter.get() + self.room.arena.len()
     }
 
     /// The turn counter (it wraps).
@@ -95,9 +107,15 @@ impl Hub {
         self.turn
     }
 
+    /// Output held for all members: shared chunks, entry arrays and this
+    /// turn's arenas. What `--max-total-output` is checked against.
+    pub fn queued_bytes(&self) -> usize {
+        self.meter.get() + self.arena_bytes
+    }
+
     /// True if something was queued this turn that is not flushed yet.
     pub fn has_work(&self) -> bool {
-        !self.dirty.is_empty() || !self.room.arena.is_empty()
+        !self.dirty.is_empty() || !self.busy.is_empty()
     }
 
     pub fn member(&self, key: usize) -> &Member {
@@ -106,6 +124,11 @@ impl Hub {
 
     fn member_mut(&mut self, key: usize) -> &mut Member {
         self.roster.get_mut(key).expect("a present member")
+    }
+
+    /// The room `key` is in (or will join).
+    pub fn room_of(&self, key: usize) -> usize {
+        self.member(key).room as usize
     }
 
     /// Replaces the motd (cleaned lines), or removes it.
@@ -118,66 +141,166 @@ impl Hub {
         self.motd.as_ref().map_or(0, SharedText::len)
     }
 
-    // ----- members come and go ---------------------------------------------------
+    // ----- members come, move and go ---------------------------------------------
 
-    /// Adds a member under `key` (its connection's), not yet in the room.
+    /// Adds a member under `key` (its connection's), not yet in a room.
     pub fn add(&mut self, key: usize, who: Box<str>) {
         let mut member = Member::new(who, OutQueue::new(&self.meter));
+        let room = self.rooms.default_id();
+        member.room = room as u32;
         // What is already in the arena is not for it.
-        member.set_mark(self.turn, self.room.arena.len());
+        member.set_mark(self.turn, self.rooms.get(room).arena.len());
         self.roster.insert(key, member);
     }
 
-    /// Puts a member in the room: it learns who it is, then the others
-    /// learn it arrived (the newcomer does not see its own arrival, as in
-    /// the reference). Its welcome — motd, who line, history — is shared
-    /// text, queued by reference, and fits in half of `--max-output` by
-    /// configuration, so it is not held to the turn budget.
+    /// Puts a member in the default room: it learns who it is, then the
+    /// others learn it arrived (the newcomer does not see its own arrival,
+    /// as in the reference). Its welcome — motd, who line, history — is
+    /// shared text, queued by reference, and fits in half of `--max-output`
+    /// by configuration, so it is not held to the turn budget.
     pub fn join(&mut self, key: usize, now_ms: u64) {
         self.catch_up(key);
         self.roster.mark_joined(key);
-        self.room.who_text = None;
+        let room = self.room_of(key);
+        self.enter(key, room);
         let greeting = format!("You are {}\n", self.member(key).who);
         self.send(key, greeting.as_bytes());
         if let Some(motd) = self.motd.clone() {
             self.send_shared(key, &motd);
         }
         if self.config.who_on_join {
-            let who = self.who_text();
+            let who = self.who_text(room);
             self.send_shared(key, &who);
         }
-        if let Some(history) = self.room.history.text(&self.fixed_meter) {
+        if let Some(history) = self.history_text(room) {
             self.send_shared(key, &history);
         }
-        if self.room.notices.pass(Movement::Arrival, now_ms) {
+        self.arrive(key, room, now_ms);
+    }
+
+    /// Announces `key`'s arrival in `room` (to everyone there but itself).
+    fn arrive(&mut self, key: usize, room: usize, now_ms: u64) {
+        if self
+            .rooms
+            .get_mut(room)
+            .notices
+            .pass(Movement::Arrival, now_ms)
+        {
             let line = format!("{} has arrived\n", self.member(key).who);
-            self.room.arena.extend_from_slice(line.as_bytes());
-            // Everyone but the newcomer.
-            self.stats.lines_out += self.roster.joined() as u64 - 1;
+            let others = self.rooms.get(room).members.len() - 1;
+            self.push_arena(room, line.as_bytes());
+            self.stats.lines_out += others as u64;
         }
         // Skip the announcement for the newcomer itself.
-        let end = self.room.arena.len();
+        let end = self.rooms.get(room).arena.len();
         let turn = self.turn;
         self.member_mut(key).set_mark(turn, end);
     }
 
-    /// Takes a member out of the room, the one way to leave: its name is
-    /// freed and, if `announce` and it was in the room, the others get
-    /// `<who> has left` (with the reason, if any) — once, however often
-    /// this is called. It receives nothing more; what is queued for it
-    /// stays to be flushed. Never called during a flush: its notice would
-    /// reach only the members not yet flushed.
+    /// Moves a joined member to `to`: it takes everything its old room said
+    /// before the move, the old room is told `<who> has gone to #NAME`, the
+    /// new room that it arrived; it is told where it is, the topic, who is
+    /// there and the history, and sees nothing the new room said before.
+    pub fn move_to(&mut self, key: usize, to: usize, now_ms: u64) {
+        let from = self.room_of(key);
+        self.catch_up(key);
+        self.detach_from_arena(key, from);
+        self.leave_room(key, from);
+        let line = format!(
+            "{} has gone to {}\n",
+            self.member(key).who,
+            self.rooms.get(to).name
+        );
+        self.announce(from, line.as_bytes());
+        self.vacate_if_empty(from);
+        self.roster.arrive_again(key);
+        self.member_mut(key).room = to as u32;
+        self.enter(key, to);
+        self.arrive(key, to, now_ms);
+        let room = self.rooms.get(to);
+        let mut welcome = format!("*** you are in {}\n", room.name);
+        if let Some(topic) = &room.topic {
+            welcome.push_str(&format!("*** topic: {topic}\n"));
+        }
+        self.send(key, welcome.as_bytes());
+        let who = self.who_text(to);
+        self.send_shared(key, &who);
+        if let Some(history) = self.history_text(to) {
+            self.send_shared(key, &history);
+        }
+    }
+
+    /// Adds `key` to `room`'s member list.
+    fn enter(&mut self, key: usize, room: usize) {
+        let members = &mut self.rooms.get_mut(room).members;
+        let slot = members.len();
+        members.push(key);
+        self.rooms.get_mut(room).who_text = None;
+        self.member_mut(key).room_slot = slot as u32;
+    }
+
+    /// Takes `key` out of `room`'s member list.
+    fn leave_room(&mut self, key: usize, room: usize) {
+        let slot = self.member(key).room_slot as usize;
+        let r = self.rooms.get_mut(room);
+        r.who_text = None;
+        debug_assert_eq!(r.members[slot], key);
+        r.members.swap_remove(slot);
+        if let Some(&moved) = r.members.get(slot) {
+            self.member_mut(moved).room_slot = slot as u32;
+        }
+    }
+
+    /// A room left without members is gone (but the default room): a
+    /// newcomer finds a new room, even in this turn. If its arena holds a
+    /// notice, the room itself is removed at the end of the turn.
+    fn vacate_if_empty(&mut self, room: usize) {
+        let default = self.rooms.default_id();
+        let r = self.rooms.get_mut(room);
+        if !r.members.is_empty() || room == default {
+            return;
+        }
+        r.topic = None;
+        r.history.clear();
+        if r.arena.is_empty() {
+            self.rooms.remove_if_empty(room);
+        }
+    }
+
+    /// A mover's queue may point into its old room's arena; it is about to
+    /// take ranges of another, so those are copied out now.
+    fn detach_from_arena(&mut self, key: usize, room: usize) {
+        let Some(low) = self.member(key).output.arena_low() else {
+            return;
+        };
+        let chunk = Chunk::new(&self.rooms.get(room).arena[low..], &self.meter);
+        self.member_mut(key).output.seal(low, &chunk);
+    }
+
+    /// Takes a member out of its room, the one way to leave: its name is
+    /// freed and, if `announce` and it was in the room, the others there get
+    /// `<who> has left` (with the reason, if any) — once, however often this
+    /// is called. It receives nothing more; what is queued for it stays to
+    /// be flushed. Never called during a flush: its notice would reach only
+    /// the members not yet flushed.
     pub fn depart(&mut self, key: usize, why: Option<&[u8]>, announce: bool, now_ms: u64) {
         if self.member(key).phase == Phase::Gone {
             return;
         }
         self.catch_up(key);
+        let room = self.room_of(key);
         let was_joined = self.roster.mark_gone(key);
         if !was_joined {
             return;
         }
-        self.room.who_text = None;
-        if announce && self.room.notices.pass(Movement::Departure, now_ms) {
+        self.leave_room(key, room);
+        if announce
+            && self
+                .rooms
+                .get_mut(room)
+                .notices
+                .pass(Movement::Departure, now_ms)
+        {
             let mut line = format!("{} has left", self.member(key).who).into_bytes();
             if let Some(why) = why {
                 line.extend_from_slice(b" (");
@@ -185,8 +308,9 @@ impl Hub {
                 line.push(b')');
             }
             line.push(b'\n');
-            self.announce(&line);
+            self.announce(room, &line);
         }
+        self.vacate_if_empty(room);
     }
 
     /// Drops everything queued for `key` (its connection is being closed);
@@ -205,17 +329,20 @@ impl Hub {
 
     // ----- the turn budget -------------------------------------------------------
 
-    /// True if `bytes` more for every member fit in this turn's budget: the
-    /// arena plus the most any one member got privately this turn. A turn
-    /// that has queued nothing yet takes any one line, however long.
-    pub fn fits_everyone(&self, bytes: usize) -> bool {
-        self.budget_allows(self.room.arena.len() + self.turn_max_private, bytes)
+    /// True if `bytes` more for every member of `room` fit in this turn's
+    /// budget: its arena plus the most any one member got privately this
+    /// turn. A turn that has queued nothing yet takes any one line, however
+    /// long.
+    pub fn fits_everyone(&self, room: usize, bytes: usize) -> bool {
+        let arena = self.rooms.get(room).arena.len();
+        self.budget_allows(arena + self.turn_max_private, bytes)
     }
 
     /// True if `bytes` more for `key` alone fit in this turn's budget.
     pub fn fits_one(&self, key: usize, bytes: usize) -> bool {
-        let private = self.member(key).private_in(self.turn);
-        self.budget_allows(private + self.room.arena.len(), bytes)
+        let member = self.member(key);
+        let arena = self.rooms.get(member.room as usize).arena.len();
+        self.budget_allows(member.private_in(self.turn) + arena, bytes)
     }
 
     fn budget_allows(&self, used: usize, bytes: usize) -> bool {
@@ -224,50 +351,72 @@ impl Hub {
 
     // ----- queueing --------------------------------------------------------------
 
-    /// Formats a chat line into the arena with `format` and keeps it if it
-    /// fits in this turn's budget for everyone (and in the history when
-    /// `remember`); otherwise takes it back and returns false.
-    pub fn broadcast(&mut self, remember: bool, format: impl FnOnce(&mut Vec<u8>)) -> bool {
-        let start = self.room.arena.len();
-        format(&mut self.room.arena);
-        let len = self.room.arena.len() - start;
-        if !self.budget_allows(start + self.turn_max_private, len) {
+    /// Formats a chat line into `room`'s arena with `format` and keeps it if
+    /// it fits in this turn's budget for everyone there (and in the room's
+    /// history when `remember`); otherwise takes it back and returns false.
+    pub fn broadcast(
+        &mut self,
+        room: usize,
+        remember: bool,
+        format: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let turn_max_private = self.turn_max_private;
+        let r = self.rooms.get_mut(room);
+        let start = r.arena.len();
+        format(&mut r.arena);
+        let len = r.arena.len() - start;
+        if !self.budget_allows(start + turn_max_private, len) {
             // Formatted for nothing: wait for the next turn.
-            self.room.arena.truncate(start);
+            self.rooms.get_mut(room).arena.truncate(start);
             return false;
         }
-        self.stats.lines_out += self.roster.joined() as u64;
-        let line = &self.room.arena[start..];
+        self.note_arena(room, len);
+        let r = self.rooms.get_mut(room);
+        self.stats.lines_out += r.members.len() as u64;
+        let line = &r.arena[start..];
         debug!("{}", String::from_utf8_lossy(&line[..line.len() - 1]));
         if remember {
-            self.room.history.remember(line);
+            r.history.remember(line);
         }
         true
     }
 
-    /// A notice to everyone in the room (`has arrived`, `has left`, a name
-    /// change, a summary), outside the budget: it is small and not a line
-    /// anyone typed.
-    pub fn announce(&mut self, line: &[u8]) {
-        self.room.arena.extend_from_slice(line);
-        self.stats.lines_out += self.roster.joined() as u64;
+    /// A notice to everyone in `room` (`has left`, a name change, a topic,
+    /// a summary), outside the budget: it is small and not a line anyone
+    /// typed.
+    pub fn announce(&mut self, room: usize, line: &[u8]) {
+        self.push_arena(room, line);
+        self.stats.lines_out += self.rooms.get(room).members.len() as u64;
+    }
+
+    fn push_arena(&mut self, room: usize, bytes: &[u8]) {
+        self.rooms.get_mut(room).arena.extend_from_slice(bytes);
+        self.note_arena(room, bytes.len());
+    }
+
+    /// Counts `len` new arena bytes in `room`.
+    fn note_arena(&mut self, room: usize, len: usize) {
+        if len > 0 && self.rooms.get(room).arena.len() == len {
+            self.busy.push(room);
+        }
+        self.arena_bytes += len;
     }
 
     /// Queues the broadcasts of this turn that `key` has not been given yet.
     /// Called before anything is queued for it alone, so its private lines
     /// and the broadcasts around them stay in order, and before it stops
-    /// receiving.
+    /// receiving or moves.
     pub fn catch_up(&mut self, key: usize) {
         let turn = self.turn;
-        let to = self.room.arena.len();
         let cap = self.config.cap;
         let member = self.roster.get_mut(key).expect("a present member");
-        let from = member.region_start(turn);
+        let arena = &self.rooms.get(member.room as usize).arena;
+        let (from, to) = (member.region_start(turn), arena.len());
         member.set_mark(turn, to);
         if !member.receives() || from >= to {
             return;
         }
-        match cap.region(member, &self.room.arena[from..to]) {
+        match cap.region(member, &arena[from..to]) {
             Region::Queue => {}
             Region::Skip(lines) => {
                 self.stats.skipped_lines += lines;
@@ -315,49 +464,45 @@ impl Hub {
         }
     }
 
-    /// `*** <n> here: a, b, c`, in order of arrival, as shared text: built
-    /// once per change of membership, however often it is asked for. Past
-    /// [`MAX_WHO_BYTES`] the list ends with `(and N more)`.
-    pub fn who_text(&mut self) -> SharedText {
-        if let Some(text) = &self.room.who_text {
+    /// `*** <n> here: a, b, c` for `room`, in order of arrival, as shared
+    /// text: built once per change of membership, however often it is asked
+    /// for. Past [`MAX_WHO_BYTES`] the list ends with `(and N more)`.
+    pub fn who_text(&mut self, room: usize) -> SharedText {
+        if let Some(text) = &self.rooms.get(room).who_text {
             return text.clone();
         }
-        let here = self.roster.names_in_order();
-        let mut line = format!("*** {} here: ", here.len());
-        // Room for the longest `(and N more)` ending.
-        let room = MAX_WHO_BYTES - 32;
-        for (i, who) in here.iter().enumerate() {
-            if line.len() + who.len() + 2 > room {
-                line.push_str(&format!("(and {} more)", here.len() - i));
-                break;
-            }
-            line.push_str(who);
-            if i + 1 < here.len() {
-                line.push_str(", ");
-            }
-        }
-        line.push('\n');
+        let here = self.roster.names_in_order(&self.rooms.get(room).members);
+        let line = listing(&format!("*** {} here: ", here.len()), &here);
         let text = SharedText::new(line.into_bytes(), &self.fixed_meter);
-        self.room.who_text = Some(text.clone());
+        self.rooms.get_mut(room).who_text = Some(text.clone());
         text
+    }
+
+    /// `room`'s history as one shared text, if it has any.
+    fn history_text(&mut self, room: usize) -> Option<SharedText> {
+        let meter = self.fixed_meter.clone();
+        self.rooms.get_mut(room).history.text(&meter)
     }
 
     // ----- the end of a turn -----------------------------------------------------
 
-    /// The members to flush this turn, into `into`: everyone if something
-    /// was broadcast, else those with something of their own.
+    /// The members to flush this turn, into `into`: the members of every
+    /// room something was said in, and those with something of their own.
     pub fn take_visit(&mut self, into: &mut Vec<usize>) {
         into.clear();
-        if self.room.arena.is_empty() {
-            into.append(&mut self.dirty);
-        } else {
-            self.dirty.clear();
-            into.extend(self.roster.keys());
+        into.append(&mut self.dirty);
+        for &room in &self.busy {
+            into.extend_from_slice(&self.rooms.get(room).members);
         }
         for &key in into.iter() {
             if let Some(member) = self.roster.get_mut(key) {
                 member.dirty = false;
             }
+        }
+        if !self.busy.is_empty() {
+            // A dirty member of a busy room is in the list twice.
+            into.sort_unstable();
+            into.dedup();
         }
     }
 
@@ -366,24 +511,35 @@ impl Hub {
     pub fn outbox(&mut self, key: usize) -> (&mut OutQueue, &[u8]) {
         self.catch_up(key);
         let member = self.roster.get_mut(key).expect("a present member");
-        (&mut member.output, &self.room.arena)
+        let arena = &self.rooms.get(member.room as usize).arena;
+        (&mut member.output, arena)
     }
 
-    /// Copies the part of the arena that the `backlog` members' queues still
-    /// point into, once, into a chunk they share, then compacts their queues.
+    /// Copies the part of each arena that the `backlog` members' queues
+    /// still point into, once, into a chunk they share, then compacts their
+    /// queues.
     pub fn seal(&mut self, backlog: &[usize]) {
-        let low = backlog
-            .iter()
-            .filter_map(|&key| self.member(key).output.arena_low())
-            .min();
-        if let Some(low) = low {
-            let chunk = Chunk::new(&self.room.arena[low..], &self.meter);
-            for &key in backlog {
-                self.member_mut(key).output.seal(low, &chunk);
+        let mut lows: HashMap<usize, usize> = HashMap::new();
+        for &key in backlog {
+            let member = self.member(key);
+            if let Some(low) = member.output.arena_low() {
+                let at = lows.entry(member.room as usize).or_insert(low);
+                *at = (*at).min(low);
             }
         }
+        let chunks: HashMap<usize, _> = lows
+            .into_iter()
+            .map(|(room, low)| {
+                let arena = &self.rooms.get(room).arena;
+                (room, (low, Chunk::new(&arena[low..], &self.meter)))
+            })
+            .collect();
         for &key in backlog {
-            self.member_mut(key).output.compact();
+            let member = self.member_mut(key);
+            if let Some((low, chunk)) = chunks.get(&(member.room as usize)) {
+                member.output.seal(*low, chunk);
+            }
+            member.output.compact();
         }
     }
 
@@ -391,31 +547,81 @@ impl Hub {
     pub fn apply_cap(&mut self, key: usize) -> Verdict {
         let cap = self.config.cap;
         let member = self.roster.get_mut(key).expect("a present member");
-        let verdict = cap.apply(member, &self.room.arena);
+        let verdict = cap.apply(member, &[]);
         if let Verdict::Skipped { lines, .. } = verdict {
             self.stats.skipped_lines += lines;
         }
         verdict
     }
 
-    /// Readies the hub for the next turn. Every queue must be sealed.
+    /// Readies the hub for the next turn: every queue must be sealed.
+    /// Rooms left empty (but the default) go, with their topic and history.
     pub fn end_turn(&mut self) {
-        self.room.clear_arena();
+        let default = self.rooms.default_id();
+        for room in std::mem::take(&mut self.busy) {
+            let keep = if room == default {
+                ARENA_KEEP
+            } else {
+                ROOM_ARENA_KEEP
+            };
+            self.rooms.get_mut(room).clear_arena(keep);
+            self.rooms.remove_if_empty(room);
+        }
+        self.arena_bytes = 0;
         self.turn = self.turn.wrapping_add(1);
         self.turn_max_private = 0;
     }
 
-    /// The summary of held-back arrivals and departures, if it is due.
+    /// The summaries of held-back arrivals and departures that are due.
     pub fn sum_up_notices(&mut self, now_ms: u64) {
-        if let Some(summary) = self.room.notices.summary(now_ms) {
-            self.announce(summary.as_bytes());
+        let due: Vec<(usize, String)> = self
+            .rooms
+            .iter_mut()
+            .filter_map(|(id, r)| Some((id, r.notices.summary(now_ms)?)))
+            .collect();
+        for (room, summary) in due {
+            self.announce(room, summary.as_bytes());
         }
     }
 
-    /// When the next notice summary is due.
+    /// When the next notice summary is due, in any room.
     pub fn notices_due(&self) -> Option<u64> {
-        self.room.notices.due_ms()
+        self.rooms
+            .iter()
+            .filter_map(|(_, r)| r.notices.due_ms())
+            .min()
     }
+
+    /// `(rooms, members of the biggest)`, for `/stats` and the metrics.
+    pub fn room_gauges(&self) -> (usize, usize) {
+        (self.rooms.len(), self.rooms.biggest())
+    }
+
+    /// The room a member sees, for the rooms commands.
+    pub fn room(&self, id: usize) -> &Room {
+        self.rooms.get(id)
+    }
+}
+
+/// `prefix` followed by `items` joined with `, `, ended by `\n`; past
+/// [`MAX_WHO_BYTES`] the list ends with `(and N more)`.
+pub fn listing(prefix: &str, items: &[impl AsRef<str>]) -> String {
+    let mut line = prefix.to_string();
+    // Room for the longest `(and N more)` ending.
+    let room = MAX_WHO_BYTES - 32;
+    for (i, item) in items.iter().enumerate() {
+        let item = item.as_ref();
+        if line.len() + item.len() + 2 > room {
+            line.push_str(&format!("(and {} more)", items.len() - i));
+            break;
+        }
+        line.push_str(item);
+        if i + 1 < items.len() {
+            line.push_str(", ");
+        }
+    }
+    line.push('\n');
+    line
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ pub mod pressure;
 pub mod rate;
 pub mod reading;
 pub mod room;
+pub mod rooms;
 pub mod roster;
 pub mod server;
 pub mod sessions;

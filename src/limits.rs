@@ -28,9 +28,12 @@ pub const WRITE_BUDGET: usize = 1024 * 1024;
 pub const TURN_BUDGET: usize = 256 * 1024;
 /// The turn budget is never lowered below this: room for a few long lines.
 pub const MIN_TURN_BUDGET: usize = 4 * 1024;
-/// Arena capacity kept between turns; anything grown beyond is given back,
-/// so one busy turn does not pin memory.
+/// Arena capacity the default room keeps between turns; anything grown
+/// beyond is given back, so one busy turn does not pin memory.
 pub const ARENA_KEEP: usize = 64 * 1024;
+/// Arena capacity another room keeps between turns: a thousand quiet rooms
+/// must not hold 64 KiB each.
+pub const ROOM_ARENA_KEEP: usize = 4 * 1024;
 /// What one arrival may add to everyone's share of a turn: the longest
 /// address (`[ffff:…]:65535`) and ` has arrived`. Accepting stops for the
 /// turn when this no longer fits.
@@ -87,6 +90,11 @@ pub const RESERVED_FDS: usize = 32;
 pub const DRAIN_BUDGET: usize = 4 * READ_BUDGET;
 
 // ----- what a newcomer gets -------------------------------------------------------
+
+/// Longest room name, in characters after the `#`.
+pub const MAX_ROOM_NAME: usize = 32;
+/// Longest topic, in bytes (cleaned).
+pub const MAX_TOPIC_BYTES: usize = 200;
 
 /// Longest name, in characters (after NFC).
 pub const MAX_NAME_CHARS: usize = 24;

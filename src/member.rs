@@ -27,6 +27,10 @@ pub struct Member {
     /// Output waiting to be written.
     pub output: OutQueue,
     pub phase: Phase,
+    /// The room it is in (or will join), by id.
+    pub room: u32,
+    /// Its index in its room's member list, while joined.
+    pub room_slot: u32,
     /// Order of joining, for `/who`.
     pub joined_seq: u32,
     /// Offset in its room's arena from which broadcasts are still to be
@@ -55,6 +59,8 @@ impl Member {
             who,
             output,
             phase: Phase::Naming,
+            room: 0,
+            room_slot: 0,
             joined_seq: 0,
             mark: 0,
             mark_turn: u32::MAX,
@@ -155,6 +161,6 @@ mod tests {
     fn a_member_stays_small() {
         // With its connection, an idle client should cost under 300 bytes.
         let size = std::mem::size_of::<Member>();
-        assert!(size <= 104, "{size}");
+        assert!(size <= 112, "{size}");
     }
 }

@@ -1,5 +1,6 @@
-//! One conversation: the turn's arena its lines are formatted into, its
-//! history, the `/who` answer, and the rate of its arrival notices.
+//! One conversation: its members, the turn's arena its lines are formatted
+//! into, its history and topic, the `/who` answer, and the rate of its
+//! arrival notices.
 //!
 //! A broadcast is formatted once, into the arena; each member's queue then
 //! takes a range of it (see [`crate::hub`]). The history and the `/who`
@@ -7,7 +8,6 @@
 
 use std::collections::VecDeque;
 
-use crate::limits::ARENA_KEEP;
 use crate::notice::NoticeGate;
 use crate::out_queue::{Meter, SharedText};
 
@@ -52,6 +52,13 @@ impl History {
         self.text = None;
     }
 
+    /// Forgets every line.
+    pub fn clear(&mut self) {
+        self.lines.clear();
+        self.bytes = 0;
+        self.text = None;
+    }
+
     /// The history as one shared text (counted by `meter`), built once per
     /// change; `None` while it is empty.
     pub fn text(&mut self, meter: &Meter) -> Option<SharedText> {
@@ -73,6 +80,13 @@ impl History {
 /// One conversation's state.
 #[derive(Debug)]
 pub struct Room {
+    /// Its name as first created (`#Help`); looked up case-insensitively.
+    pub name: Box<str>,
+    /// The keys of its joined members, in no order; each member knows its
+    /// index here, so leaving is O(1).
+    pub members: Vec<usize>,
+    /// `/topic`, cleaned.
+    pub topic: Option<Box<str>>,
     /// This turn's formatted broadcasts. Members' queues point into it; at
     /// the end of the turn the part still needed is copied into a shared
     /// chunk and the arena is cleared.
@@ -85,9 +99,12 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(history: History, notice_rate: u32) -> Room {
+    pub fn new(name: &str, history: History, notice_rate: u32) -> Room {
         Room {
-            arena: Vec::with_capacity(ARENA_KEEP),
+            name: name.into(),
+            members: Vec::new(),
+            topic: None,
+            arena: Vec::new(),
             history,
             who_text: None,
             notices: NoticeGate::new(notice_rate),
@@ -95,11 +112,11 @@ impl Room {
     }
 
     /// Readies the arena for the next turn, giving back what one busy turn
-    /// grew it to.
-    pub fn clear_arena(&mut self) {
+    /// grew it to beyond `keep` bytes.
+    pub fn clear_arena(&mut self, keep: usize) {
         self.arena.clear();
-        if self.arena.capacity() > ARENA_KEEP {
-            self.arena.shrink_to(ARENA_KEEP);
+        if self.arena.capacity() > keep {
+            self.arena.shrink_to(keep);
         }
     }
 }

@@ -174,15 +174,22 @@ impl Roster {
         self.get(key)?.receives().then_some(key)
     }
 
-    /// The joined members' names, in order of arrival.
-    pub fn names_in_order(&self) -> Vec<&str> {
-        let mut here: Vec<(u32, &str)> = self
+    /// The names of the members `keys`, in order of arrival.
+    pub fn names_in_order(&self, keys: &[usize]) -> Vec<&str> {
+        let mut here: Vec<(u32, &str)> = keys
             .iter()
-            .filter(|(_, m)| m.receives())
-            .map(|(_, m)| (m.joined_seq, &*m.who))
+            .filter_map(|&key| self.get(key))
+            .map(|m| (m.joined_seq, &*m.who))
             .collect();
         here.sort_unstable();
         here.into_iter().map(|(_, who)| who).collect()
+    }
+
+    /// Gives `key` a new place in the order of arrival (it moved rooms).
+    pub fn arrive_again(&mut self, key: usize) {
+        let seq = self.next_joined_seq;
+        self.next_joined_seq = seq.wrapping_add(1);
+        self.get_mut(key).expect("present").joined_seq = seq;
     }
 }
 
@@ -225,8 +232,10 @@ mod tests {
 
     #[test]
     fn who_is_in_order_of_arrival() {
-        let r = roster(&["c", "a", "b"]);
-        assert_eq!(r.names_in_order(), ["c", "a", "b"]);
+        let mut r = roster(&["c", "a", "b"]);
+        assert_eq!(r.names_in_order(&[2, 1, 0]), ["c", "a", "b"]);
+        r.arrive_again(0);
+        assert_eq!(r.names_in_order(&[0, 1, 2]), ["a", "b", "c"]);
     }
 
     #[test]

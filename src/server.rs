@@ -316,7 +316,8 @@ impl Server {
             if self.sessions.total.paused() {
                 return; // Resuming accepts again.
             }
-            if !self.sessions.hub.fits_everyone(ARRIVAL_BYTES) {
+            let hub = &self.sessions.hub;
+            if !hub.fits_everyone(hub.rooms.default_id(), ARRIVAL_BYTES) {
                 self.deadlines.at(now, Timer::AcceptRetry);
                 return;
             }
@@ -522,8 +523,11 @@ impl Server {
 
     fn metrics_event(&mut self, conn: usize) {
         let sessions = &self.sessions;
+        let (rooms, biggest_room) = sessions.hub.room_gauges();
         let gauges = Gauges {
             clients: sessions.conns.len(),
+            rooms,
+            biggest_room,
             queued_bytes: sessions.hub.queued_bytes(),
             reading_paused: sessions.total.paused(),
             rss_bytes: crate::stats::rss_bytes(),

@@ -72,6 +72,8 @@ impl Sessions {
                 history_lines: config.history,
                 history_bytes: config.history_limit(),
                 notice_rate: config.notice_rate,
+                default_room: config.default_room.clone(),
+                max_rooms: config.max_rooms,
             }),
             total: TotalCap::new(config.max_total_output),
             config,

@@ -103,6 +103,10 @@ impl Stats {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Gauges {
     pub clients: usize,
+    /// Rooms now, the default included.
+    pub rooms: usize,
+    /// Members of the biggest room.
+    pub biggest_room: usize,
     pub queued_bytes: usize,
     pub reading_paused: bool,
     pub rss_bytes: Option<u64>,
@@ -122,6 +126,18 @@ const METRICS: &[Metric] = &[
     ("clients", "gauge", "Connected clients.", |_, g| {
         g.clients as u64
     }),
+    (
+        "rooms",
+        "gauge",
+        "Rooms now, the default room included.",
+        |_, g| g.rooms as u64,
+    ),
+    (
+        "biggest_room_members",
+        "gauge",
+        "Members of the biggest room.",
+        |_, g| g.biggest_room as u64,
+    ),
     (
         "accepted_connections_total",
         "counter",
@@ -267,11 +283,15 @@ mod tests {
             &stats,
             &Gauges {
                 clients: 3,
+                rooms: 2,
+                biggest_room: 2,
                 queued_bytes: 10,
                 reading_paused: false,
                 rss_bytes: Some(4096),
             },
         );
+        assert!(text.contains("\nnatter_rooms 2\n"));
+        assert!(text.contains("\nnatter_biggest_room_members 2\n"));
         assert!(text.contains("\nnatter_lines_in_total 7\n"));
         assert!(text.contains("\nnatter_clients 3\n"));
         assert!(text.contains("\nnatter_slow_client_disconnects_total 1\n"));

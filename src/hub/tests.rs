@@ -52,6 +52,8 @@ fn hub() -> Hub {
         history_lines: 0,
         history_bytes: 0,
         notice_rate: 0,
+        default_room: "#lobby".into(),
+        max_rooms: 10,
     })
 }
 
@@ -94,7 +96,8 @@ fn end_turn(hub: &mut Hub, sockets: &mut [Socket]) {
 
 fn say(hub: &mut Hub, key: usize, text: &str) {
     let who = hub.member(key).who.clone();
-    assert!(hub.broadcast(false, |arena| {
+    let room = hub.room_of(key);
+    assert!(hub.broadcast(room, false, |arena: &mut Vec<u8>| {
         arena.extend_from_slice(format!("{who}: {text}\n").as_bytes())
     }));
 }
@@ -130,7 +133,7 @@ fn a_departure_is_announced_exactly_once() {
     assert_eq!(sockets[2].got, b"", "the leaver gets nothing more");
     assert_eq!(hub.roster.joined(), 2);
     // Its name is free and it is not listed.
-    assert_eq!(hub.who_text().chunk.bytes(), b"*** 2 here: m0, m1\n");
+    assert_eq!(hub.who_text(0).chunk.bytes(), b"*** 2 here: m0, m1\n");
 }
 
 #[test]
@@ -189,11 +192,11 @@ fn a_turn_gives_one_member_at_most_its_budget() {
         "{sent}"
     );
     // Broadcasts now wait too: member 1 would get them on top.
-    assert!(!hub.broadcast(false, |a| a.extend_from_slice(&line)));
+    assert!(!hub.broadcast(0, false, |a: &mut Vec<u8>| a.extend_from_slice(&line)));
     // A new turn starts at nothing.
     hub.end_turn();
     assert!(hub.fits_one(1, line.len()));
-    assert!(hub.fits_everyone(line.len()));
+    assert!(hub.fits_everyone(0, line.len()));
 }
 
 #[test]
@@ -216,4 +219,79 @@ fn a_newcomer_does_not_see_what_came_before_it() {
         String::from_utf8_lossy(&sockets[0].got),
         "m0: before\nm1 has arrived\nm0: after\n"
     );
+}
+
+fn text(socket: &Socket) -> String {
+    String::from_utf8_lossy(&socket.got).into_owned()
+}
+
+#[test]
+fn a_line_reaches_its_room_only() {
+    let (mut hub, mut sockets) = room_of(4);
+    let help = hub.rooms.find_or_create("#help").unwrap();
+    hub.move_to(2, help, 0);
+    hub.move_to(3, help, 0);
+    end_turn(&mut hub, &mut sockets);
+    for s in &mut sockets {
+        s.got.clear();
+    }
+    say(&mut hub, 0, "in the lobby");
+    say(&mut hub, 2, "in help");
+    end_turn(&mut hub, &mut sockets);
+    assert_eq!(text(&sockets[1]), "m0: in the lobby\n");
+    assert_eq!(text(&sockets[3]), "m2: in help\n");
+    assert_eq!(hub.rooms.listing(), [("#lobby", 2), ("#help", 2)]);
+}
+
+#[test]
+fn a_mover_sees_its_old_room_up_to_the_move_then_its_new_room_after_its_arrival() {
+    let (mut hub, mut sockets) = room_of(3);
+    let help = hub.rooms.find_or_create("#help").unwrap();
+    hub.move_to(2, help, 0);
+    end_turn(&mut hub, &mut sockets);
+    for s in &mut sockets {
+        s.got.clear();
+    }
+    // One turn: the lobby talks, the help room talks, member 1 moves, both
+    // talk again. Member 1's socket takes 5 bytes a turn, so its queue is
+    // sealed across turns while it holds ranges of both arenas.
+    sockets[1].room = 5;
+    say(&mut hub, 0, "lobby before");
+    say(&mut hub, 2, "help before");
+    hub.move_to(1, help, 0);
+    say(&mut hub, 0, "lobby after");
+    say(&mut hub, 2, "help after");
+    end_turn(&mut hub, &mut sockets);
+    for _ in 0..100 {
+        sockets[1].room = 5;
+        hub.mark_dirty(1);
+        end_turn(&mut hub, &mut sockets);
+    }
+    assert_eq!(
+        text(&sockets[1]),
+        "m0: lobby before\n*** you are in #help\n*** 2 here: m2, m1\nm2: help after\n"
+    );
+    assert_eq!(
+        text(&sockets[0]),
+        "m0: lobby before\nm1 has gone to #help\nm0: lobby after\n"
+    );
+    assert_eq!(
+        text(&sockets[2]),
+        "m2: help before\nm1 has arrived\nm2: help after\n"
+    );
+}
+
+#[test]
+fn an_empty_room_goes_with_its_topic_and_history() {
+    let (mut hub, mut sockets) = room_of(2);
+    let help = hub.rooms.find_or_create("#help").unwrap();
+    hub.move_to(1, help, 0);
+    hub.rooms.get_mut(help).topic = Some("tea".into());
+    end_turn(&mut hub, &mut sockets);
+    hub.move_to(1, 0, 0);
+    end_turn(&mut hub, &mut sockets);
+    assert_eq!(hub.rooms.find("#help"), None);
+    assert_eq!(hub.rooms.len(), 1);
+    let again = hub.rooms.find_or_create("#help").unwrap();
+    assert_eq!(hub.rooms.get(again).topic, None);
 }
