@@ -2,10 +2,19 @@
 //! See `natter-bench --help` and `bench/README.md`.
 
 mod args;
-mod engine;
+mod bench;
+mod client;
+mod connect;
 mod json;
 mod procstat;
+mod reactor;
+mod receive;
+mod report;
 mod rxts;
+mod senders;
+mod slow;
+mod tally;
+mod timer;
 mod token;
 
 use std::process::ExitCode;
@@ -22,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = engine::Bench::new(opts).and_then(engine::Bench::run);
+    let result = bench::Bench::new(opts).and_then(bench::Bench::run);
     match result {
         Ok(json) => {
             println!("{json}");
@@ -33,4 +42,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Progress and diagnostics go to stderr; stdout carries only the result.
+fn log(msg: std::fmt::Arguments) {
+    eprintln!("natter-bench: {msg}");
 }

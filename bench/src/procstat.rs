@@ -2,6 +2,14 @@
 
 use std::fs;
 
+/// Nanoseconds per second.
+pub const SEC: f64 = 1e9;
+
+/// Seconds (from the command line) in nanoseconds.
+pub fn secs_ns(s: f64) -> u64 {
+    (s * SEC) as u64
+}
+
 /// Monotonic clock in nanoseconds (CLOCK_MONOTONIC, the clock timerfd uses).
 #[inline]
 pub fn now_ns() -> u64 {
