@@ -9,6 +9,7 @@ natter-bench: load generator for line-based TCP chat servers
 
 USAGE:
     natter-bench <SCENARIO> --addr 127.0.0.1:PORT [OPTIONS]
+    natter-bench floor-server --listen 127.0.0.1:PORT
 
 SCENARIOS:
     throughput   N clients, S of them send as fast as a window of W
@@ -24,6 +25,13 @@ SCENARIOS:
     slow-reader  throughput plus one extra client that never reads (small
                  SO_RCVBUF); reports healthy receivers' delivered lines/s, peak
                  RSS and whether the slow client was disconnected
+
+FLOOR SERVER:
+    floor-server the smallest fan-out server on natter's loop design (one
+                 mio::Poll, edge-triggered sockets, one write per client per
+                 turn, no framing, names or limits), to run any scenario
+                 against in the same run as natter; see
+                 `natter-bench floor-server --help`
 
 OPTIONS:
     --addr ADDR              server address; loopback only (127.0.0.0/8, ::1)

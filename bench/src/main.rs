@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod client;
 mod connect;
+mod floor;
 mod json;
 mod procstat;
 mod reactor;
@@ -20,7 +21,11 @@ mod token;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let opts = match args::parse(std::env::args_os().skip(1)) {
+    let mut argv = std::env::args_os().skip(1).peekable();
+    if argv.peek().is_some_and(|a| a == "floor-server") {
+        return floor::main(argv.skip(1));
+    }
+    let opts = match args::parse(argv) {
         Ok(args::Parsed::Help) => {
             print!("{}", args::HELP);
             return ExitCode::SUCCESS;
