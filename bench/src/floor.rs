@@ -199,7 +199,10 @@ impl Floor {
         };
         loop {
             match c.stream.read(&mut self.scratch) {
-                Ok(0) => break kill(c, k, &mut self.dead),
+                Ok(0) => {
+                    kill(c, k, &mut self.dead);
+                    break;
+                }
                 Ok(n) => {
                     let got = &self.scratch[..n];
                     match memchr::memrchr(b'\n', got) {
@@ -213,7 +216,10 @@ impl Floor {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break kill(c, k, &mut self.dead),
+                Err(_) => {
+                    kill(c, k, &mut self.dead);
+                    break;
+                }
             }
         }
     }
