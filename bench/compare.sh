@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# Compare natter with the reference Go chat server (gopl ch. 8) and
-# `ncat --chat`, and write docs/benchmarks.md and docs/benchmarks-throughput.svg.
+# Compare natter with the floor (`natter-bench floor-server`, the smallest
+# fan-out server on natter's loop design), the reference Go chat server
+# (gopl ch. 8) and `ncat --chat`, and write docs/benchmarks.md and
+# docs/benchmarks-throughput.svg.
 #
 #   bench/compare.sh                  # full comparison: 3 runs of everything
 #   QUICK=1 bench/compare.sh          # one short run of each scenario (smoke test)
-#   SERVERS="natter ref" bench/compare.sh
+#   SERVERS="natter floor" bench/compare.sh
+#   OLD_NATTER=/tmp/natter.old SERVERS="natter natter-old" bench/compare.sh
 #
 # Environment:
 #   QUICK=1            one short run per scenario (1 s measured, idle with 1000
 #                      clients unless IDLE_N is set)
-#   SERVERS="..."      any of: natter ref ncat (default: all three)
+#   SERVERS="..."      any of: natter floor ref ncat natter-old (default:
+#                      natter floor ref ncat, plus natter-old with OLD_NATTER).
+#                      A server whose tool or source is missing is skipped
+#                      with a one-line note saying how to get it.
 #   RUNS=N             runs per scenario (default 3; QUICK: 1)
 #   DURATION=S         measured seconds (default 5; QUICK: 1)
 #   WARMUP=S           warm-up seconds (default 1; QUICK: 0.5)
 #   IDLE_N=N           idle clients (default 10000; QUICK: 1000)
 #   SERVER_CPU=0 GEN_CPU=1   the cores the server and the generator are pinned to
-#   REF_SRC=DIR        reference server source (default ../shared/reference/gopl-chat)
+#   REF_SRC=DIR        the Go reference's source: the book's server, the ch8/chat
+#                      folder of https://github.com/adonovan/gopl.io (no default;
+#                      without it `ref` is skipped). Built with `go build` into
+#                      the temporary folder. If the server takes no address
+#                      argument (the book's listens on localhost:8000), it runs
+#                      on the port written in its source.
+#   OLD_NATTER=FILE    a second natter binary, run side by side as `natter-old`
+#                      (to check a change: the report adds a table new/old)
 #   BUILD=0            use the natter and natter-bench binaries already in
-#                      target/release instead of building them
+#                      $CARGO_TARGET_DIR/release (default target/release)
+#                      instead of building them
 #   OUT_MD=FILE        report (default docs/benchmarks.md)
 #   OUT_SVG=FILE       chart (default docs/benchmarks-throughput.svg)
 #
@@ -31,7 +45,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 QUICK=${QUICK:-0}
-SERVERS=${SERVERS:-"natter ref ncat"}
+SERVERS=${SERVERS:-"natter floor ref ncat"}
+if [[ -n ${OLD_NATTER:-} && " $SERVERS " != *" natter-old "* ]]; then
+    SERVERS="$SERVERS natter-old"
+fi
 if [[ $QUICK == 1 ]]; then
     RUNS=${RUNS:-1}
     DURATION=${DURATION:-1}
@@ -45,21 +62,34 @@ else
 fi
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
-REF_SRC=${REF_SRC:-$ROOT/../shared/reference/gopl-chat}
+REF_SRC=${REF_SRC:-}
+OLD_NATTER=${OLD_NATTER:-}
 OUT_MD=${OUT_MD:-$ROOT/docs/benchmarks.md}
 OUT_SVG=${OUT_SVG:-$ROOT/docs/benchmarks-throughput.svg}
 
 for s in $SERVERS; do
     case $s in
-    natter | ref | ncat) ;;
+    natter | floor | ref | ncat | natter-old) ;;
     *)
-        echo "compare.sh: unknown server '$s' (natter, ref, ncat)" >&2
+        echo "compare.sh: unknown server '$s' (natter, floor, ref, ncat, natter-old)" >&2
         exit 2
         ;;
     esac
 done
 
 log() { printf 'compare.sh: %s\n' "$*" >&2; }
+
+has_server() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+# skip SERVER REASON: drop a server that cannot run here, saying why in one line.
+skip() {
+    log "skipping $1: $2"
+    local s kept=
+    for s in $SERVERS; do
+        [[ $s == "$1" ]] || kept="$kept $s"
+    done
+    SERVERS=${kept# }
+}
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/natter-compare.XXXXXX")
 RAW=$TMP/raw
@@ -83,28 +113,36 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --------------------------------------------------------------------- tools
-need_apt() {
-    # need_apt COMMAND PACKAGE
-    if ! command -v "$1" >/dev/null 2>&1; then
-        log "installing $2"
-        if [[ $(id -u) == 0 ]]; then
-            apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
-        else
-            sudo apt-get update -qq && sudo apt-get install -y -qq "$2" >/dev/null
-        fi
-    fi
-}
 for cmd in taskset python3 ss; do
     command -v $cmd >/dev/null || {
         log "$cmd is required"
         exit 1
     }
 done
-[[ " $SERVERS " == *" ncat "* ]] && need_apt ncat ncat
-[[ " $SERVERS " == *" ref "* ]] && need_apt go golang-go
+if has_server ncat && ! command -v ncat >/dev/null; then
+    skip ncat "ncat is not installed (Debian/Ubuntu: apt-get install ncat; elsewhere it comes with nmap)"
+fi
+if has_server ref; then
+    if [[ -z $REF_SRC ]]; then
+        skip ref "REF_SRC is not set: get the book's server, the ch8/chat folder of https://github.com/adonovan/gopl.io, and run with REF_SRC=/path/to/gopl.io/ch8/chat"
+    elif ! compgen -G "$REF_SRC/*.go" >/dev/null; then
+        skip ref "no Go source in REF_SRC=$REF_SRC (it should be the ch8/chat folder of https://github.com/adonovan/gopl.io)"
+    elif ! command -v go >/dev/null; then
+        skip ref "go is not installed (Debian/Ubuntu: apt-get install golang-go; elsewhere https://go.dev/dl/)"
+    fi
+fi
+if has_server natter-old && [[ -z $OLD_NATTER || ! -x $OLD_NATTER ]]; then
+    skip natter-old "set OLD_NATTER to an executable natter binary to compare with"
+fi
+if [[ -z ${SERVERS// /} ]]; then
+    log "no server left to run"
+    exit 1
+fi
+log "servers: $SERVERS"
 
-NATTER=$ROOT/target/release/natter
-BENCH=$ROOT/target/release/natter-bench
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+NATTER=$TARGET/release/natter
+BENCH=$TARGET/release/natter-bench
 if [[ ${BUILD:-1} != 0 ]]; then
     log "building natter and natter-bench (release)"
     cargo build --release --locked
@@ -117,9 +155,26 @@ for b in "$NATTER" "$BENCH"; do
     }
 done
 REF=$TMP/gopl-chat
-if [[ " $SERVERS " == *" ref "* ]]; then
+# The book's server listens on a fixed address (localhost:8000); a copy
+# that reads its address from argv[1] (`os.Args`) runs on a free port.
+REF_PORT=
+if has_server ref; then
     log "building the reference server from $REF_SRC"
-    (cd "$REF_SRC" && go build -o "$REF" .)
+    # Named files, not a package path: the book's folder has no go.mod.
+    ref_files=()
+    for f in "$REF_SRC"/*.go; do
+        [[ $f == *_test.go ]] || ref_files+=("$(basename "$f")")
+    done
+    if ! (cd "$REF_SRC" && go build -o "$REF" "${ref_files[@]}") >"$LOGS/ref-build.log" 2>&1; then
+        skip ref "go build failed in $REF_SRC (see $LOGS/ref-build.log)"
+    elif ! (cd "$REF_SRC" && grep -q 'os\.Args' "${ref_files[@]}"); then
+        REF_PORT=$(cd "$REF_SRC" && grep -ho 'localhost:[0-9]\+' "${ref_files[@]}" | head -n 1 | cut -d: -f2)
+        if [[ -z $REF_PORT ]]; then
+            skip ref "its source takes no address argument and names no localhost port"
+        else
+            log "the reference server ignores arguments: it runs on its own port $REF_PORT"
+        fi
+    fi
 fi
 
 # Descriptors: 10,000 idle clients need more than the usual 1024, for the
@@ -137,6 +192,8 @@ start_server() {
     local name=$1 port=$2 logf=$3
     case $name in
     natter) taskset -c "$SERVER_CPU" "$NATTER" --listen "127.0.0.1:$port" --rate 0 >"$logf" 2>&1 & ;;
+    natter-old) taskset -c "$SERVER_CPU" "$OLD_NATTER" --listen "127.0.0.1:$port" --rate 0 >"$logf" 2>&1 & ;;
+    floor) taskset -c "$SERVER_CPU" "$BENCH" floor-server --listen "127.0.0.1:$port" >"$logf" 2>&1 & ;;
     ref) taskset -c "$SERVER_CPU" "$REF" "127.0.0.1:$port" >"$logf" 2>&1 & ;;
     ncat) taskset -c "$SERVER_CPU" ncat --listen --chat --keep-open -m 20000 127.0.0.1 "$port" >"$logf" 2>&1 & ;;
     esac
@@ -169,7 +226,13 @@ stop_server() {
 server_cmd() {
     case $1 in
     natter) echo "taskset -c $SERVER_CPU target/release/natter --listen 127.0.0.1:\$PORT --rate 0" ;;
-    ref) echo "taskset -c $SERVER_CPU \$TMP/gopl-chat 127.0.0.1:\$PORT" ;;
+    natter-old) echo "taskset -c $SERVER_CPU \$OLD_NATTER --listen 127.0.0.1:\$PORT --rate 0" ;;
+    floor) echo "taskset -c $SERVER_CPU target/release/natter-bench floor-server --listen 127.0.0.1:\$PORT" ;;
+    ref) if [[ -n $REF_PORT ]]; then
+        echo "taskset -c $SERVER_CPU \$TMP/gopl-chat    # listens on localhost:$REF_PORT (PORT=$REF_PORT)"
+    else
+        echo "taskset -c $SERVER_CPU \$TMP/gopl-chat 127.0.0.1:\$PORT"
+    fi ;;
     ncat) echo "taskset -c $SERVER_CPU ncat --listen --chat --keep-open -m 20000 127.0.0.1 \$PORT" ;;
     esac
 }
@@ -185,6 +248,14 @@ run_one() {
     local port
     port=$(free_port)
     local out=$RAW/$id.json
+    if [[ $server == ref && -n $REF_PORT ]]; then
+        port=$REF_PORT
+        if ss -Hltn "sport = :$port" | grep -q LISTEN; then
+            log "$id: port $port (the reference server's own) is in use by another program"
+            printf '{"label":"%s","status":"port %s in use"}\n' "$server" "$port" >"$out"
+            return
+        fi
+    fi
     if ! start_server "$server" "$port" "$LOGS/$id.server.log"; then
         log "$id: server did not start"
         printf '{"label":"%s","status":"server did not start"}\n' "$server" >"$out"
@@ -269,8 +340,9 @@ MACHINE=$TMP/machine.txt
     echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)"
     echo "kernel: $(uname -sr)"
     echo "rustc: $(rustc --version)"
-    if [[ " $SERVERS " == *" ref "* ]]; then echo "go: $(go version)"; fi
-    if [[ " $SERVERS " == *" ncat "* ]]; then echo "ncat: $(ncat --version 2>&1 | head -n 1)"; fi
+    if has_server ref; then echo "go: $(go version)"; fi
+    if has_server ncat; then echo "ncat: $(ncat --version 2>&1 | head -n 1)"; fi
+    if has_server natter-old; then echo "natter-old: $OLD_NATTER"; fi
     echo "loadavg at the start: $LOAD_START"
     echo "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$MACHINE"
@@ -279,7 +351,7 @@ for s in $SERVERS; do
 done >"$TMP/server-commands.txt"
 
 mkdir -p "$(dirname "$OUT_MD")" "$(dirname "$OUT_SVG")"
-NATTER_ANALYSIS=$ROOT/bench/analysis.md \
+NATTER_ANALYSIS=$ROOT/bench/analysis.md REF_SRC=$REF_SRC \
     python3 - "$RAW" "$MACHINE" "$COMMANDS" "$TMP/server-commands.txt" "$OUT_MD" "$OUT_SVG" \
     "$QUICK" "$RUNS" "$DURATION" "$WARMUP" "$IDLE_N" "$SERVERS" "$ELAPSED" "$SERVER_CPU" "$GEN_CPU" \
     "$ROOT" <<'PYEOF'
@@ -354,9 +426,11 @@ def fbool(x):
     return "yes" if n == total else ("no" if n == 0 else f"{n}/{total}")
 
 
-NAMES = {"natter": "natter", "ref": "Go reference", "ncat": "ncat --chat"}
+NAMES = {"natter": "natter", "floor": "floor", "ref": "Go reference", "ncat": "ncat --chat",
+         "natter-old": "natter (old binary)"}
+PEERS = [s for s in servers if s in ("ref", "ncat")]
 md = []
-md.append("# Benchmarks: natter vs. the Go reference vs. ncat --chat\n")
+md.append("# Benchmarks: " + " vs. ".join(NAMES[s] for s in servers) + "\n")
 md.append("Generated by `bench/compare.sh`" + (" with `QUICK=1` (one short run per "
           "scenario: a smoke test, not a measurement)" if quick else "") +
           f"; medians of {runs} run(s) per cell; {duration} s measured after {warmup} s of warm-up; "
@@ -364,6 +438,8 @@ md.append("Generated by `bench/compare.sh`" + (" with `QUICK=1` (one short run p
 md.append("Each server is started fresh for every run on a free loopback port, pinned to "
           f"CPU {server_cpu}; the load generator (`natter-bench`, one thread, mio) is pinned "
           f"to CPU {gen_cpu}. natter runs with `--rate 0` (no per-client rate limit). "
+          + ("The floor is `natter-bench floor-server`, the smallest fan-out server on natter's "
+             "loop design (see [the floor](#natter-against-the-floor)). " if "floor" in servers else "") +
           "Lines are 64 bytes including the newline; 8 senders; in the throughput "
           "scenarios each sender keeps at most 64 lines unacknowledged (a dedicated "
           "observer client acknowledges). \"Delivered lines/s\" counts every line every "
@@ -385,7 +461,7 @@ def gb(server, key):
 
 targets = []
 if "natter" in servers:
-    peers = [s for s in servers if s != "natter"]
+    peers = PEERS
     for n in (100, 1000):
         for qa in (False, True):
             key = f"throughput{'-quickack' if qa else ''}-{n}"
@@ -515,8 +591,94 @@ scols = [
 table("Slow reader", [("slow-reader-100", 100)], scols,
       "The N=100 throughput scenario plus one client that never reads (SO_RCVBUF 4 KiB).")
 
+# ------------------------------------------------------- natter vs. the floor
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def fx(r):
+    return "–" if r is None else f"{r:.2f}×"
+
+
+def rcell(a, b, f):
+    """natter/floor (or new/old) ratio with both medians."""
+    return f"{fx(ratio(a, b))} ({f(a)} / {f(b)})"
+
+
+def fmlines(v):
+    return "–" if v is None else f"{v / 1e6:.2f} M"
+
+
+def fns(v):
+    return fnum(v, " ns", 0)
+
+
+if "natter" in servers and "floor" in servers:
+    md.append("## natter against the floor\n")
+    md.append("The floor is `natter-bench floor-server`, started like the other servers in the same "
+              "run: the smallest fan-out server on natter's loop design (one thread, one "
+              "`mio::Poll`, edge-triggered sockets with TCP_NODELAY, a one-line greeting, then per "
+              "turn one write of the turn's bytes to every client, the sender included, continued "
+              "until the socket would block). It does nothing else: no names, notices, commands, "
+              "framing, rate limits or memory caps, no slow-client handling. Each cell is natter's "
+              "median divided by the floor's (natter / floor in brackets). Throughput: above 1× "
+              "is better; CPU and latency: below 1× is better. CPU per delivered line is given for "
+              "the throughput scenario (lines batched by the window) and for the latency scenario "
+              "(fixed rate, mostly one line per write). The goal is natter within 1.25× of the "
+              "floor's p99 latency and CPU per delivered line (both scenarios) at N = 100 and "
+              "N = 1,000.\n")
+    md.append("| N | delivered lines/s (throughput) | CPU/line (throughput) | CPU/line (latency) "
+              "| latency p50 | p99 | p99.9 | goal met |")
+    md.append("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for n in (100, 1000):
+        tk, lk = f"throughput-{n}", f"latency-{n}"
+        m = lambda s, k, f: med(s, k, f)
+        tpn, tpf = m("natter", tk, "delivered_lines_per_sec"), m("floor", tk, "delivered_lines_per_sec")
+        both_gb = gb("natter", tk) and gb("floor", tk)
+        cpu_t = (m("natter", tk, "server_cpu_ns_per_line"), m("floor", tk, "server_cpu_ns_per_line"))
+        cpu_l = (m("natter", lk, "server_cpu_ns_per_line"), m("floor", lk, "server_cpu_ns_per_line"))
+        lat = {q: (m("natter", lk, f"latency_us.{q}"), m("floor", lk, f"latency_us.{q}"))
+               for q in ("p50", "p99", "p999")}
+        worst = [ratio(*lat["p99"]), ratio(*cpu_t), ratio(*cpu_l)]
+        goal = "–" if None in worst else ("yes" if max(worst) <= 1.25 else
+                                          f"**no** (worst {max(worst):.2f}×)")
+        md.append(f"| {n:,} | {rcell(tpn, tpf, fmlines)}"
+                  + (" *both generator-bound*" if both_gb else "")
+                  + f" | {rcell(*cpu_t, fns)} | {rcell(*cpu_l, fns)} | "
+                  + " | ".join(rcell(*lat[q], fus) for q in ("p50", "p99", "p999"))
+                  + f" | {goal} |")
+    md.append("")
+
+# ------------------------------------------------------- new vs. old binary
+if "natter" in servers and "natter-old" in servers:
+    md.append("## natter against the old binary\n")
+    md.append("`OLD_NATTER` named a second natter binary, run as `natter-old` in the same run. A "
+              "change that is meant to keep performance should keep throughput and CPU per "
+              "delivered line within 5% of the old binary's at N = 100 and N = 1,000, and idle "
+              "memory per client no higher. Ratios are new / old medians.\n")
+    md.append("| check | N | new | old | new / old | met |")
+    md.append("|---|---:|---:|---:|---:|---|")
+
+    def oldrow(what, key, field, f, n, ok):
+        a, b = med("natter", key, field), med("natter-old", key, field)
+        r = ratio(a, b)
+        met = "–" if r is None else ("yes" if ok(r) else "**no**")
+        md.append(f"| {what} | {n:,} | {f(a)} | {f(b)} | {fx(r)} | {met} |")
+
+    for n in (100, 1000):
+        key = f"throughput-{n}"
+        note = " *(both generator-bound)*" if gb("natter", key) and gb("natter-old", key) else ""
+        oldrow("throughput (delivered lines/s)" + note, key, "delivered_lines_per_sec", fmlines, n,
+               lambda r: 0.95 <= r <= 1.05)
+        oldrow("CPU per delivered line (throughput)", key, "server_cpu_ns_per_line", fns, n,
+               lambda r: 0.95 <= r <= 1.05)
+    oldrow("RSS per idle client", f"idle-{idle_n}", "server_rss_per_client_bytes",
+           lambda v: fnum(v, " B", 0), int(idle_n), lambda r: r <= 1.0)
+    md.append("")
+
 # ------------------------------------------------------------------- chart
-colors = {"natter": "#1b9e77", "ref": "#d95f02", "ncat": "#7570b3"}
+colors = {"natter": "#1b9e77", "floor": "#999999", "ref": "#d95f02", "ncat": "#7570b3",
+          "natter-old": "#66a61e"}
 panels = [
     ("Delivered lines/s", "throughput", "delivered_lines_per_sec", lambda v: f"{v / 1e6:.2f}M", False),
     ("Delivered lines/s, --quickack", "throughput-quickack", "delivered_lines_per_sec", lambda v: f"{v / 1e6:.2f}M", False),
@@ -531,7 +693,8 @@ svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBo
        'font-family="sans-serif" font-size="11">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
        f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
-       f'natter vs. Go reference vs. ncat --chat: throughput scenario (8 senders, window 64, 64-byte lines)</text>']
+       f'{html.escape(" vs. ".join(NAMES[s] for s in servers))}: throughput scenario '
+       '(8 senders, window 64, 64-byte lines)</text>']
 for pi, (title, prefix, field, fmt, logscale) in enumerate(panels):
     x0 = left + pi * (pw + gap)
     vals = {(s, n): med(s, f"{prefix}-{n}", field) for s in servers for n in ns}
@@ -582,12 +745,15 @@ if analysis and os.path.exists(analysis):
 # ------------------------------------------------------------- commands
 md.append("## Commands\n")
 md.append("Run everything again with `bench/compare.sh` (`QUICK=1` for one short run of each "
-          "scenario, `SERVERS=\"natter ref ncat\"` to choose servers). Per run, on a free port "
+          "scenario, `SERVERS=\"natter floor ref ncat\"` to choose servers, `REF_SRC` for the Go "
+          "reference: the ch8/chat folder of https://github.com/adonovan/gopl.io, "
+          "`OLD_NATTER=FILE` to add a second natter binary). Per run, on a free port "
           "`$PORT`, with the server's PID `$PID`:\n")
 md.append("```sh")
 md.append("cargo build --release --locked            # natter")
 md.append("cargo build --release --locked -p natter-bench")
-md.append("(cd ../shared/reference/gopl-chat && go build -o $TMP/gopl-chat .)")
+if "ref" in servers:
+    md.append("(cd $REF_SRC && go build -o $TMP/gopl-chat *.go)    # REF_SRC: gopl.io/ch8/chat")
 for line in open(server_cmds):
     name, cmd = line.rstrip("\n").split("\t", 1)
     md.append(f"{cmd}    # {NAMES[name]}")

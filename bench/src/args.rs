@@ -9,6 +9,7 @@ natter-bench: load generator for line-based TCP chat servers
 
 USAGE:
     natter-bench <SCENARIO> --addr 127.0.0.1:PORT [OPTIONS]
+    natter-bench floor-server --listen 127.0.0.1:PORT
 
 SCENARIOS:
     throughput   N clients, S of them send as fast as a window of W
@@ -24,6 +25,13 @@ SCENARIOS:
     slow-reader  throughput plus one extra client that never reads (small
                  SO_RCVBUF); reports healthy receivers' delivered lines/s, peak
                  RSS and whether the slow client was disconnected
+
+FLOOR SERVER:
+    floor-server the smallest fan-out server on natter's loop design (one
+                 mio::Poll, edge-triggered sockets, one write per client per
+                 turn, no framing, names or limits), to run any scenario
+                 against in the same run as natter; see
+                 `natter-bench floor-server --help`
 
 OPTIONS:
     --addr ADDR              server address; loopback only (127.0.0.0/8, ::1)
@@ -134,83 +142,120 @@ fn secs(v: f64, what: &str, max: f64) -> Result<f64, String> {
     }
 }
 
+/// Every option at its default; scenario, address and client count are
+/// filled in by `parse`.
+fn defaults() -> Opts {
+    Opts {
+        scenario: Scenario::Throughput,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        server_pid: None,
+        clients: 0,
+        senders: 8,
+        window: 64,
+        line_bytes: 64,
+        duration: 5.0,
+        warmup: 1.0,
+        drain: 30.0,
+        rate: 2000.0,
+        settle: 1.5,
+        settle_max: 120.0,
+        connect_timeout: 120.0,
+        connect_parallel: 8,
+        quickack: false,
+        name_first: false,
+        slow_rcvbuf: 4096,
+        sample_ms: 50,
+        label: None,
+    }
+}
+
 pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Parsed, String> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);
+    let mut o = defaults();
     let mut scenario = None;
     let mut addr: Option<SocketAddr> = None;
-    let mut server_pid = None;
     let mut clients = None;
-    let mut senders = 8usize;
-    let mut window = 64u64;
-    let mut line_bytes = 64usize;
-    let mut duration = 5.0;
-    let mut warmup = 1.0;
-    let mut drain = 30.0;
-    let mut rate: f64 = 2000.0;
-    let mut settle = 1.5;
-    let mut settle_max = 120.0;
-    let mut connect_timeout = 120.0;
-    let mut connect_parallel = 8usize;
-    let mut quickack = false;
-    let mut name_first = false;
-    let mut slow_rcvbuf = 4096usize;
-    let mut sample_ms = 50u64;
-    let mut label = None;
-
     let e = |e: lexopt::Error| e.to_string();
     while let Some(arg) = p.next().map_err(e)? {
         match arg {
             Short('h') | Long("help") => return Ok(Parsed::Help),
-            Long("addr") => addr = Some(p.value().map_err(e)?.parse().map_err(e)?),
-            Long("server-pid") => server_pid = Some(p.value().map_err(e)?.parse().map_err(e)?),
-            Long("clients") => clients = Some(p.value().map_err(e)?.parse().map_err(e)?),
-            Long("senders") => senders = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("window") => window = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("line-bytes") => line_bytes = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("duration") => duration = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("warmup") => warmup = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("drain") => drain = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("rate") => rate = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("settle") => settle = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("settle-max") => settle_max = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("connect-timeout") => {
-                connect_timeout = p.value().map_err(e)?.parse().map_err(e)?
+            Long("addr") => addr = Some(value(&mut p)?),
+            Long("clients") => clients = Some(value(&mut p)?),
+            Long(name) => {
+                let name = name.to_string();
+                set_option(&mut o, &name, &mut p)?;
             }
-            Long("connect-parallel") => {
-                connect_parallel = p.value().map_err(e)?.parse().map_err(e)?
-            }
-            Long("quickack") => quickack = true,
-            Long("name-first") => name_first = true,
-            Long("slow-rcvbuf") => slow_rcvbuf = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("sample-ms") => sample_ms = p.value().map_err(e)?.parse().map_err(e)?,
-            Long("label") => label = Some(p.value().map_err(e)?.string().map_err(e)?),
             Value(v) if scenario.is_none() => {
-                let v = v.string().map_err(e)?;
-                scenario = Some(match v.as_str() {
-                    "throughput" => Scenario::Throughput,
-                    "latency" => Scenario::Latency,
-                    "idle" => Scenario::Idle,
-                    "slow-reader" | "slow_reader" | "slowreader" => Scenario::SlowReader,
-                    other => return Err(format!("unknown scenario {other:?} (see --help)")),
-                });
+                scenario = Some(scenario_named(&v.string().map_err(e)?)?)
             }
             other => return Err(other.unexpected().to_string()),
         }
     }
-
-    let scenario = scenario.ok_or("missing scenario (see --help)")?;
-    let addr = addr.ok_or("missing --addr (see --help)")?;
-    check_loopback(addr)?;
-    let clients = clients.unwrap_or(if scenario == Scenario::Idle {
+    o.scenario = scenario.ok_or("missing scenario (see --help)")?;
+    o.addr = addr.ok_or("missing --addr (see --help)")?;
+    check_loopback(o.addr)?;
+    o.clients = clients.unwrap_or(if o.scenario == Scenario::Idle {
         10_000
     } else {
         100
     });
+    validate(&mut o)?;
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+/// The value of the option just read, parsed.
+fn value<T>(p: &mut lexopt::Parser) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    use lexopt::prelude::*;
+    p.value().and_then(|v| v.parse()).map_err(|e| e.to_string())
+}
+
+/// The options that only set a field of `o`.
+fn set_option(o: &mut Opts, name: &str, p: &mut lexopt::Parser) -> Result<(), String> {
+    match name {
+        "server-pid" => o.server_pid = Some(value(p)?),
+        "senders" => o.senders = value(p)?,
+        "window" => o.window = value(p)?,
+        "line-bytes" => o.line_bytes = value(p)?,
+        "duration" => o.duration = value(p)?,
+        "warmup" => o.warmup = value(p)?,
+        "drain" => o.drain = value(p)?,
+        "rate" => o.rate = value(p)?,
+        "settle" => o.settle = value(p)?,
+        "settle-max" => o.settle_max = value(p)?,
+        "connect-timeout" => o.connect_timeout = value(p)?,
+        "connect-parallel" => o.connect_parallel = value(p)?,
+        "quickack" => o.quickack = true,
+        "name-first" => o.name_first = true,
+        "slow-rcvbuf" => o.slow_rcvbuf = value(p)?,
+        "sample-ms" => o.sample_ms = value(p)?,
+        "label" => o.label = Some(value(p)?),
+        _ => return Err(lexopt::Arg::Long(name).unexpected().to_string()),
+    }
+    Ok(())
+}
+
+fn scenario_named(v: &str) -> Result<Scenario, String> {
+    Ok(match v {
+        "throughput" => Scenario::Throughput,
+        "latency" => Scenario::Latency,
+        "idle" => Scenario::Idle,
+        "slow-reader" | "slow_reader" | "slowreader" => Scenario::SlowReader,
+        other => return Err(format!("unknown scenario {other:?} (see --help)")),
+    })
+}
+
+/// Range checks; times in seconds are checked and kept as given.
+fn validate(o: &mut Opts) -> Result<(), String> {
+    let (clients, senders) = (o.clients, o.senders);
     if clients == 0 || clients > 1_000_000 {
         return Err("--clients must be between 1 and 1000000".into());
     }
-    if scenario != Scenario::Idle {
+    if o.scenario != Scenario::Idle {
         if senders == 0 || senders as u64 > MAX_SENDER {
             return Err(format!("--senders must be between 1 and {MAX_SENDER}"));
         }
@@ -220,54 +265,34 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Pars
             ));
         }
     }
-    if window == 0 {
+    if o.window == 0 {
         return Err("--window must be at least 1".into());
     }
-    if !(MIN_LINE..=MAX_LINE).contains(&line_bytes) {
+    if !(MIN_LINE..=MAX_LINE).contains(&o.line_bytes) {
         return Err(format!(
             "--line-bytes must be between {MIN_LINE} and {MAX_LINE}"
         ));
     }
-    let duration = secs(duration, "--duration", 3600.0)?;
-    if duration <= 0.0 && scenario != Scenario::Idle {
+    o.duration = secs(o.duration, "--duration", 3600.0)?;
+    if o.duration <= 0.0 && o.scenario != Scenario::Idle {
         return Err("--duration must be positive".into());
     }
-    let warmup = secs(warmup, "--warmup", 600.0)?;
-    let drain = secs(drain, "--drain", 600.0)?;
-    let settle = secs(settle, "--settle", 600.0)?;
-    let settle_max = secs(settle_max, "--settle-max", 3600.0)?;
-    let connect_timeout = secs(connect_timeout, "--connect-timeout", 3600.0)?;
+    o.warmup = secs(o.warmup, "--warmup", 600.0)?;
+    o.drain = secs(o.drain, "--drain", 600.0)?;
+    o.settle = secs(o.settle, "--settle", 600.0)?;
+    o.settle_max = secs(o.settle_max, "--settle-max", 3600.0)?;
+    o.connect_timeout = secs(o.connect_timeout, "--connect-timeout", 3600.0)?;
+    let rate = o.rate;
     if !(rate.is_finite() && rate > 0.0 && rate <= 100_000_000.0) {
         return Err("--rate must be a positive number of lines per second".into());
     }
-    if connect_parallel == 0 {
+    if o.connect_parallel == 0 {
         return Err("--connect-parallel must be at least 1".into());
     }
-    if sample_ms == 0 {
+    if o.sample_ms == 0 {
         return Err("--sample-ms must be at least 1".into());
     }
-    Ok(Parsed::Run(Box::new(Opts {
-        scenario,
-        addr,
-        server_pid,
-        clients,
-        senders,
-        window,
-        line_bytes,
-        duration,
-        warmup,
-        drain,
-        rate,
-        settle,
-        settle_max,
-        connect_timeout,
-        connect_parallel,
-        quickack,
-        name_first,
-        slow_rcvbuf,
-        sample_ms,
-        label,
-    })))
+    Ok(())
 }
 
 /// The generator only ever talks to this machine.

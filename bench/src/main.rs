@@ -2,16 +2,30 @@
 //! See `natter-bench --help` and `bench/README.md`.
 
 mod args;
-mod engine;
+mod bench;
+mod client;
+mod connect;
+mod floor;
 mod json;
 mod procstat;
+mod reactor;
+mod receive;
+mod report;
 mod rxts;
+mod senders;
+mod slow;
+mod tally;
+mod timer;
 mod token;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let opts = match args::parse(std::env::args_os().skip(1)) {
+    let mut argv = std::env::args_os().skip(1).peekable();
+    if argv.peek().is_some_and(|a| a == "floor-server") {
+        return floor::main(argv.skip(1));
+    }
+    let opts = match args::parse(argv) {
         Ok(args::Parsed::Help) => {
             print!("{}", args::HELP);
             return ExitCode::SUCCESS;
@@ -22,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = engine::Bench::new(opts).and_then(engine::Bench::run);
+    let result = bench::Bench::new(opts).and_then(bench::Bench::run);
     match result {
         Ok(json) => {
             println!("{json}");
@@ -33,4 +47,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Progress and diagnostics go to stderr; stdout carries only the result.
+fn log(msg: std::fmt::Arguments) {
+    eprintln!("natter-bench: {msg}");
 }

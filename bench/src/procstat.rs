@@ -2,25 +2,36 @@
 
 use std::fs;
 
+use rustix::time::{ClockId, clock_gettime};
+
+/// Nanoseconds per second.
+pub const SEC: f64 = 1e9;
+
+/// Seconds (from the command line) in nanoseconds.
+pub fn secs_ns(s: f64) -> u64 {
+    (s * SEC) as u64
+}
+
 /// Monotonic clock in nanoseconds (CLOCK_MONOTONIC, the clock timerfd uses).
 #[inline]
 pub fn now_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    clock_ns(ClockId::Monotonic)
 }
 
 /// CPU time this process has used, in nanoseconds.
 pub fn self_cpu_ns() -> u64 {
-    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+    clock_ns(ClockId::ProcessCPUTime)
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime failed");
+/// Wall-clock time (CLOCK_REALTIME) in nanoseconds, the clock of the
+/// kernel's receive timestamps.
+pub fn realtime_ns() -> u64 {
+    clock_ns(ClockId::Realtime)
+}
+
+#[inline]
+fn clock_ns(clock: ClockId) -> u64 {
+    let ts = clock_gettime(clock);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -31,9 +42,10 @@ pub fn proc_cpu_ns(pid: u32) -> Option<u64> {
 }
 
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
+    match rustix::param::clock_ticks_per_second() {
+        0 => 100,
+        t => t,
+    }
 }
 
 /// utime + stime in clock ticks from the text of `/proc/PID/stat`. The

@@ -5,6 +5,9 @@
 //! a thousand clients takes the generator a while to read, and that delay is
 //! the generator's, not the server's. For TCP, the timestamp that comes with
 //! a read is that of the last segment it consumed.
+//!
+//! This is the generator's only unsafe code: neither socket2 nor rustix
+//! offers SO_TIMESTAMPNS or its control message, so both go through libc.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -71,23 +74,13 @@ pub fn realtime_offset() -> i64 {
     let mut best = (u64::MAX, 0i64);
     for _ in 0..3 {
         let a = crate::procstat::now_ns();
-        let r = realtime_ns();
+        let r = crate::procstat::realtime_ns();
         let b = crate::procstat::now_ns();
         if b - a < best.0 {
             best = (b - a, r as i64 - (a + (b - a) / 2) as i64);
         }
     }
     best.1
-}
-
-fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

@@ -1,0 +1,112 @@
+//! One connection of the generator: its socket, how far connecting got, the
+//! unfinished tail of its input and the bytes queued for it.
+
+use std::io::{ErrorKind, Write};
+
+use mio::net::TcpStream;
+
+use crate::receive::Framer;
+use crate::token;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum State {
+    Waiting,
+    Connecting,
+    /// Established, waiting for the first byte from the server (see
+    /// `Connections::step`).
+    Greeting,
+    Connected,
+    Closed,
+    Failed,
+}
+
+/// The current connect attempt.
+#[derive(Default)]
+pub struct Attempt {
+    pub count: u32,
+    pub started: u64,
+    /// An empty line was sent to wake a connection the server never accepted.
+    pub poked: bool,
+    /// Counted in `connect_failed` while still open, waiting for a greeting.
+    pub given_up: bool,
+}
+
+pub struct Client {
+    pub stream: Option<TcpStream>,
+    pub state: State,
+    pub attempt: Attempt,
+    /// The slow-reader scenario's client that never reads.
+    pub slow: bool,
+    /// Receiving at the start of the measured interval: its expected lines
+    /// count in the loss figure.
+    pub receiving: bool,
+    pub framer: Framer,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// This client's sender index, if it sends.
+    pub sender: Option<usize>,
+}
+
+impl Client {
+    pub fn new(slow: bool, sender: Option<usize>) -> Self {
+        Client {
+            stream: None,
+            state: State::Waiting,
+            attempt: Attempt::default(),
+            slow,
+            receiving: false,
+            framer: Framer::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            sender,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Queue one generated line: `template` stamped with `seq` and `time_ns`.
+    #[inline]
+    pub fn queue_line(&mut self, template: &[u8], seq: u64, time_ns: u64) {
+        let at = self.out.len();
+        self.out.extend_from_slice(template);
+        token::stamp(&mut self.out[at..], seq, time_ns);
+    }
+
+    /// Write what is queued until the socket would block. An error means the
+    /// connection is gone; the caller closes it.
+    pub fn flush(&mut self) -> Result<(), String> {
+        let mut res = Ok(());
+        if let Some(stream) = self.stream.as_mut() {
+            while self.out_pos < self.out.len() {
+                match stream.write(&self.out[self.out_pos..]) {
+                    Ok(0) => {
+                        res = Err("write returned 0".to_string());
+                        break;
+                    }
+                    Ok(n) => self.out_pos += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        res = Err(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        } else if self.out_pos > 64 * 1024 {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        res
+    }
+}

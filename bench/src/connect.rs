@@ -1,0 +1,534 @@
+//! Every client's connection, from the first connect attempt to the close:
+//! how many are in flight, which are retried and when, whether the server
+//! greets newcomers, and the counts the report gives.
+//!
+//! At most `--connect-parallel` connects are in flight, and a connection
+//! counts as made only when the server has visibly accepted it: when the
+//! server greets newcomers (all the servers compared do), when its first
+//! byte arrives. A server with a short accept backlog (ncat: 10) and SYN
+//! cookies otherwise leaves "ghost" connections that look established to the
+//! client but that the server never accepted; they get no greeting, are
+//! poked with an empty line, and then wait without holding a connect slot.
+//! Whether the server greets is found out with the first connection, made
+//! alone.
+
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind};
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::args::Opts;
+use crate::client::{Client, State};
+use crate::log;
+use crate::procstat::SEC;
+
+/// Connect attempts per client, and how long one attempt may take.
+const CONNECT_ATTEMPTS: u32 = 20;
+const CONNECT_ATTEMPT_TIMEOUT: u64 = 5_000_000_000;
+/// How long an established connection waits for the server's greeting (the
+/// first byte) before it is taken for a "ghost" the server never accepted
+/// and poked with an empty line, and how long after the poke before it is
+/// given up (closed and retried).
+const GREETING_POKE: u64 = 1_000_000_000;
+const GREETING_TIMEOUT: u64 = 4_000_000_000;
+/// A poked connection still without a greeting stops holding a connect slot
+/// ("stale") but stays open and read; the connect phase waits at most this
+/// long for stale connections once all else is done.
+const STALE_MAX: u64 = 15_000_000_000;
+/// How long the first connection waits to find out whether the server greets.
+const GREETING_PROBE: u64 = 2_000_000_000;
+
+#[derive(Default)]
+pub struct ConnectStats {
+    pub retries: u64,
+    pub pokes: u64,
+    pub stale: u64,
+    pub failed: u64,
+    pub not_attempted: u64,
+    /// The connect phase ran out of time (after this many seconds).
+    pub timed_out: Option<f64>,
+    pub connected_ever: u64,
+    pub closed_by_server: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct Connections {
+    registry: Registry,
+    addr: SocketAddr,
+    slow_rcvbuf: usize,
+    kernel_ts: bool,
+    name_first: bool,
+    parallel: usize,
+    clients: Vec<Client>,
+    queue: VecDeque<usize>,
+    retries: Vec<(u64, usize)>,
+    in_flight: Vec<usize>,
+    /// Poked connections still waiting for a greeting, and since when.
+    stale: Vec<(usize, u64)>,
+    /// Does the server send something to every newcomer? `None` until the
+    /// first connection tells.
+    greets: Option<bool>,
+    pub st: ConnectStats,
+}
+
+impl Connections {
+    /// `registry`: the poller's (a clone of it), for the clients' sockets.
+    pub fn new(registry: Registry, o: &Opts, clients: Vec<Client>, kernel_ts: bool) -> Self {
+        Connections {
+            registry,
+            addr: o.addr,
+            slow_rcvbuf: o.slow_rcvbuf,
+            kernel_ts,
+            name_first: o.name_first,
+            parallel: o.connect_parallel,
+            clients,
+            queue: VecDeque::new(),
+            retries: Vec::new(),
+            in_flight: Vec::new(),
+            stale: Vec::new(),
+            greets: None,
+            st: ConnectStats::default(),
+        }
+    }
+
+    pub fn clients(&self) -> &[Client] {
+        &self.clients
+    }
+
+    pub fn clients_mut(&mut self) -> &mut [Client] {
+        &mut self.clients
+    }
+
+    pub fn client(&self, idx: usize) -> &Client {
+        &self.clients[idx]
+    }
+
+    pub fn client_mut(&mut self, idx: usize) -> &mut Client {
+        &mut self.clients[idx]
+    }
+
+    /// Clients connected now.
+    pub fn alive(&self) -> usize {
+        self.count(|c| c.state == State::Connected)
+    }
+
+    /// Clients connected now, the slow reader left out.
+    pub fn alive_healthy(&self) -> usize {
+        self.count(|c| c.state == State::Connected && !c.slow)
+    }
+
+    fn count(&self, f: impl Fn(&Client) -> bool) -> usize {
+        self.clients.iter().filter(|c| f(c)).count()
+    }
+
+    /// Connects that failed or were never tried.
+    pub fn failed(&self) -> u64 {
+        self.st.failed + self.st.not_attempted
+    }
+
+    // ------------------------------------------------------------- one client
+
+    fn start(&mut self, idx: usize, now: u64) {
+        let c = &mut self.clients[idx];
+        c.attempt.count += 1;
+        c.attempt.started = now;
+        match self.open(idx) {
+            Ok(stream) => {
+                let c = &mut self.clients[idx];
+                c.stream = Some(stream);
+                c.state = State::Connecting;
+                self.in_flight.push(idx);
+            }
+            Err(e) => {
+                // Descriptor exhaustion and the like are not worth retrying.
+                let retry = matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
+                );
+                self.fail(idx, e, retry, now);
+            }
+        }
+    }
+
+    /// A non-blocking socket for client `idx`, connecting and registered.
+    fn open(&self, idx: usize) -> io::Result<TcpStream> {
+        let addr = self.addr;
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_nonblocking(true)?;
+        sock.set_tcp_nodelay(true)?;
+        if self.clients[idx].slow {
+            sock.set_recv_buffer_size(self.slow_rcvbuf)?;
+        }
+        if self.kernel_ts {
+            crate::rxts::enable(sock.as_raw_fd())?;
+        }
+        match sock.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(sock.into());
+        self.registry.register(
+            &mut stream,
+            Token(idx),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        Ok(stream)
+    }
+
+    /// The attempt of client `idx` failed: retry it after a backoff, or
+    /// give it up.
+    pub fn fail(&mut self, idx: usize, e: io::Error, retry: bool, now: u64) {
+        let c = &mut self.clients[idx];
+        if let Some(mut s) = c.stream.take() {
+            let _ = self.registry.deregister(&mut s);
+        }
+        if let Some(p) = self.in_flight.iter().position(|&i| i == idx) {
+            self.in_flight.swap_remove(p);
+        }
+        if retry && c.attempt.count < CONNECT_ATTEMPTS {
+            c.state = State::Waiting;
+            self.st.retries += 1;
+            let backoff = (10_000_000u64 << c.attempt.count.min(6)).min(500_000_000);
+            self.retries.push((now + backoff, idx));
+        } else {
+            c.state = State::Failed;
+            self.st.failed += 1;
+            if self.st.failed <= 3 {
+                log(format_args!("client {idx}: connect failed: {e}"));
+            }
+            self.st.last_error = Some(e.to_string());
+        }
+    }
+
+    /// The connecting socket of client `idx` reported; `hard_error`: an
+    /// error or hang-up came with it. True when it is now established (and
+    /// waits for a greeting, or is connected when the server does not greet).
+    pub fn check(&mut self, idx: usize, hard_error: bool, now: u64) -> bool {
+        let stream = self.clients[idx]
+            .stream
+            .as_ref()
+            .expect("connecting stream");
+        let outcome = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::NotConnected && !hard_error => Ok(false),
+                Err(e) => Err(e),
+            },
+        };
+        match outcome {
+            Ok(false) => false,
+            Ok(true) => {
+                let c = &mut self.clients[idx];
+                c.state = State::Greeting;
+                c.attempt.started = now;
+                if self.greets == Some(false) {
+                    self.promote(idx);
+                }
+                if self.name_first {
+                    let name = format!("bench{idx}\n");
+                    self.clients[idx].queue(name.as_bytes());
+                    self.flush(idx);
+                }
+                true
+            }
+            Err(e) => {
+                self.fail(idx, e, true, now);
+                false
+            }
+        }
+    }
+
+    /// The slow client (which is never read) is established: promote it if
+    /// the greeting is already waiting in its socket.
+    pub fn peek_greeting(&mut self, idx: usize) {
+        if self.clients[idx].state != State::Greeting {
+            return;
+        }
+        let mut b = [0u8; 1];
+        let waiting = self.clients[idx]
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.peek(&mut b).is_ok_and(|n| n > 0));
+        if waiting {
+            self.promote(idx);
+        }
+    }
+
+    /// The server has this connection (it sent something, or does not greet
+    /// at all): it is done connecting.
+    pub fn promote(&mut self, idx: usize) {
+        if self.clients[idx].state != State::Greeting {
+            return;
+        }
+        if let Some(p) = self.in_flight.iter().position(|&i| i == idx) {
+            self.in_flight.swap_remove(p);
+        }
+        if let Some(p) = self.stale.iter().position(|&(i, _)| i == idx) {
+            self.stale.swap_remove(p);
+        }
+        let c = &mut self.clients[idx];
+        c.state = State::Connected;
+        if c.attempt.given_up {
+            c.attempt.given_up = false;
+            self.st.failed -= 1;
+            log(format_args!("client {idx}: greeted after all"));
+        }
+        self.st.connected_ever += 1;
+        if self.greets.is_none() {
+            self.greets = Some(true);
+            log(format_args!(
+                "the server greets newcomers: a connection counts once its first byte arrives"
+            ));
+        }
+    }
+
+    /// The server closed client `idx` (or writing to it failed).
+    pub fn close(&mut self, idx: usize, why: &str) {
+        let c = &mut self.clients[idx];
+        if let Some(mut s) = c.stream.take() {
+            let _ = self.registry.deregister(&mut s);
+        }
+        c.state = State::Closed;
+        self.st.closed_by_server += 1;
+        if self.st.closed_by_server <= 3 {
+            log(format_args!("client {idx}: closed by the server ({why})"));
+        }
+    }
+
+    /// Write what is queued for client `idx`; close it if that fails.
+    pub fn flush(&mut self, idx: usize) {
+        if let Err(e) = self.clients[idx].flush() {
+            self.close(idx, &e);
+        }
+    }
+
+    /// Reading client `idx` ended with `why` (end of stream or an error):
+    /// a failed attempt while it waited for its greeting, else a close.
+    pub fn lost(&mut self, idx: usize, why: String, now: u64) {
+        if self.clients[idx].state == State::Greeting {
+            let e = io::Error::new(ErrorKind::ConnectionReset, why);
+            self.fail(idx, e, true, now);
+        } else {
+            self.close(idx, &why);
+        }
+    }
+
+    // --------------------------------------------------------- connect phase
+
+    /// When the current attempt of in-flight client `idx` times out.
+    fn attempt_deadline(&self, idx: usize) -> u64 {
+        let c = &self.clients[idx];
+        c.attempt.started
+            + match (c.state, self.greets) {
+                (State::Greeting, None) => GREETING_PROBE,
+                (State::Greeting, _) if c.attempt.poked => GREETING_TIMEOUT,
+                (State::Greeting, _) => GREETING_POKE,
+                _ => CONNECT_ATTEMPT_TIMEOUT,
+            }
+    }
+
+    /// The next time the connect phase has something to do by the clock.
+    pub fn next_deadline(&self) -> u64 {
+        let retries = self.retries.iter().map(|&(at, _)| at);
+        let attempts = self.in_flight.iter().map(|&i| self.attempt_deadline(i));
+        let stale = self.stale.iter().map(|&(_, since)| since + STALE_MAX);
+        retries
+            .chain(attempts)
+            .chain(stale)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Every client is to be connected; the slow client (last) after every
+    /// healthy one.
+    pub fn begin(&mut self) {
+        self.queue = (0..self.clients.len()).collect();
+    }
+
+    /// One round of the connect phase, which began at `start` and must end
+    /// by `deadline`: retries, timeouts, new attempts. True when it is over.
+    pub fn step(&mut self, now: u64, start: u64, deadline: u64) -> bool {
+        self.requeue_retries(now);
+        self.handle_hung(now);
+        // A server that refuses everything: stop after a few rounds of
+        // failures instead of grinding through every client.
+        let give_up = self.st.failed as usize >= 3 * self.parallel;
+        if now >= deadline || give_up {
+            self.abandon(now, start, give_up);
+            return true;
+        }
+        let parallel = if self.greets.is_some() {
+            self.parallel
+        } else {
+            1
+        };
+        while self.in_flight.len() < parallel {
+            let Some(idx) = self.queue.pop_front() else {
+                break;
+            };
+            self.start(idx, now);
+        }
+        self.finished(now)
+    }
+
+    /// Retries whose backoff has passed go to the front of the queue.
+    fn requeue_retries(&mut self, now: u64) {
+        let mut k = 0;
+        while k < self.retries.len() {
+            if self.retries[k].0 <= now {
+                let (_, idx) = self.retries.swap_remove(k);
+                self.queue.push_front(idx);
+            } else {
+                k += 1;
+            }
+        }
+    }
+
+    /// Attempts that have hung too long: decide whether the server greets,
+    /// poke a ghost, let a poked one wait without a slot, or retry.
+    fn handle_hung(&mut self, now: u64) {
+        let hung: Vec<usize> = self
+            .in_flight
+            .iter()
+            .copied()
+            .filter(|&i| now >= self.attempt_deadline(i))
+            .collect();
+        for idx in hung {
+            let c = &mut self.clients[idx];
+            if c.state == State::Greeting && self.greets.is_none() {
+                self.greets = Some(false);
+                log(format_args!(
+                    "no greeting from the server: a connection counts once established"
+                ));
+                self.promote(idx);
+            } else if c.state == State::Greeting && !c.attempt.poked {
+                // Established on our side, no greeting: most likely a
+                // SYN-cookie connection that met a full accept queue. Data
+                // makes the server's kernel create it (retransmitted until
+                // the queue has room); closing it instead can kill a server
+                // that fails on a connection reset before accept() (ncat
+                // quits on that).
+                c.attempt.poked = true;
+                c.attempt.started = now;
+                c.queue(b"\n");
+                self.st.pokes += 1;
+                self.flush(idx);
+            } else if c.state == State::Greeting {
+                self.go_stale(idx, now);
+            } else {
+                self.fail(idx, io::Error::from(ErrorKind::TimedOut), true, now);
+            }
+        }
+    }
+
+    /// Poked and still nothing. Closing it could still kill ncat, so it
+    /// stays open and read, but stops holding a connect slot.
+    fn go_stale(&mut self, idx: usize, now: u64) {
+        if let Some(p) = self.in_flight.iter().position(|&i| i == idx) {
+            self.in_flight.swap_remove(p);
+        }
+        self.stale.push((idx, now));
+        self.st.stale += 1;
+        if self.st.stale <= 3 {
+            log(format_args!(
+                "client {idx}: established but no greeting even after a poke; waiting on"
+            ));
+        }
+    }
+
+    /// Out of time, or too many failures: count everything not connected.
+    fn abandon(&mut self, now: u64, start: u64, give_up: bool) {
+        let mut left = 0;
+        for idx in self
+            .queue
+            .drain(..)
+            .chain(self.retries.drain(..).map(|r| r.1))
+        {
+            self.clients[idx].state = State::Failed;
+            left += 1;
+        }
+        let pending: Vec<usize> = mem::take(&mut self.in_flight)
+            .into_iter()
+            .chain(self.stale.drain(..).map(|s| s.0))
+            .collect();
+        for idx in pending {
+            let c = &mut self.clients[idx];
+            if c.state == State::Greeting {
+                // Established, not greeted: leave it open (see above).
+                c.attempt.given_up = true;
+                self.st.failed += 1;
+                continue;
+            }
+            if let Some(mut s) = c.stream.take() {
+                let _ = self.registry.deregister(&mut s);
+            }
+            c.state = State::Failed;
+            left += 1;
+        }
+        self.st.not_attempted += left;
+        if !give_up {
+            self.st.timed_out = Some((now - start) as f64 / SEC);
+        }
+        let why = if give_up {
+            "too many failed connects"
+        } else {
+            "connect timeout"
+        };
+        log(format_args!(
+            "{why}: {} connected, {} failed, {left} abandoned",
+            self.st.connected_ever, self.st.failed
+        ));
+    }
+
+    /// Is everything connected or given up? Stale connections are waited
+    /// for up to `STALE_MAX` each, then counted as failed (still open).
+    fn finished(&mut self, now: u64) -> bool {
+        let done = self.queue.is_empty()
+            && self.retries.is_empty()
+            && self.in_flight.is_empty()
+            && self
+                .stale
+                .iter()
+                .all(|&(_, since)| now >= since + STALE_MAX);
+        if done {
+            for (idx, _) in mem::take(&mut self.stale) {
+                self.clients[idx].attempt.given_up = true;
+                self.st.failed += 1;
+            }
+        }
+        done
+    }
+
+    /// A one-line account of connections that failed or were closed, if any.
+    pub fn status(&self, clients_wanted: usize) -> Option<String> {
+        let failed = self.failed();
+        if let Some(t) = self.st.timed_out {
+            return Some(format!(
+                "connect timeout: {} of {} connected after {t:.0} s",
+                self.st.connected_ever,
+                self.clients.len()
+            ));
+        }
+        if failed > 0 {
+            return Some(format!(
+                "refused after {} clients ({failed} of {} could not connect)",
+                self.st.connected_ever,
+                self.clients.len()
+            ));
+        }
+        let closed = self.count(|c| !c.slow && c.state == State::Closed);
+        if closed > 0 {
+            return Some(format!(
+                "server closed {closed} of {clients_wanted} clients"
+            ));
+        }
+        None
+    }
+}

@@ -1,0 +1,244 @@
+//! What arrived: every received line classified, generated lines checked
+//! for duplicates and order per (receiver, sender), deliveries counted and
+//! their latency recorded.
+
+use std::io;
+
+use hdrhistogram::Histogram;
+
+use crate::client::{Client, State};
+use crate::senders::Senders;
+use crate::token::{Line, Scanner};
+
+/// Per (receiver, sender): highest sequence seen + 1 and a bitmap of the 64
+/// sequence numbers below it, for duplicate and order detection.
+#[derive(Clone, Copy, Default)]
+struct Track {
+    hi: u64,
+    bits: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// New, and after everything seen before.
+    InOrder,
+    /// New, but behind a later line (or too far back to tell a duplicate
+    /// from a late line).
+    Late,
+    Duplicate,
+}
+
+impl Track {
+    fn see(&mut self, seq: u64) -> Seen {
+        if seq >= self.hi {
+            let shift = seq + 1 - self.hi;
+            self.bits = if shift >= 64 { 0 } else { self.bits << shift };
+            self.bits |= 1;
+            self.hi = seq + 1;
+            return Seen::InOrder;
+        }
+        let back = self.hi - 1 - seq;
+        if back >= 64 {
+            Seen::Late
+        } else if self.bits & (1 << back) != 0 {
+            Seen::Duplicate
+        } else {
+            self.bits |= 1 << back;
+            Seen::Late
+        }
+    }
+}
+
+/// Line counts over the whole run (`delivered`: the measured interval).
+#[derive(Default)]
+pub struct LineStats {
+    pub noise: u64,
+    pub malformed: u64,
+    pub duplicates: u64,
+    pub order_violations: u64,
+    /// Own lines a sender got back: the server echoes.
+    pub self_seen: u64,
+    /// Distinct valid lines received during the measured interval.
+    pub delivered: u64,
+}
+
+pub struct Tally {
+    scanner: Scanner,
+    senders: usize,
+    observer: usize,
+    /// The run's time zero (tokens carry send times relative to it).
+    base: u64,
+    tracks: Vec<Track>,
+    /// Distinct measured lines received, per client.
+    pub uniq: Vec<u64>,
+    pub st: LineStats,
+    /// Latency (ns): from send (intended send) time to arrival.
+    pub hist: Histogram<u64>,
+    /// The same, up to when this thread read the line (kept when arrival
+    /// times are the kernel's).
+    pub hist_user: Histogram<u64>,
+    keep_read_latency: bool,
+    /// Inside the measured interval: deliveries count.
+    measuring: bool,
+    last_delivery: u64,
+    pub longest_gap: u64,
+}
+
+pub fn histogram() -> io::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+impl Tally {
+    /// `receivers` clients that read, `clients` in all, the first
+    /// `senders` of them sending and the next one the observer.
+    pub fn new(
+        line_bytes: usize,
+        (receivers, clients, senders): (usize, usize, usize),
+        base: u64,
+        keep_read_latency: bool,
+    ) -> io::Result<Self> {
+        Ok(Tally {
+            scanner: Scanner::new(line_bytes),
+            senders,
+            observer: senders,
+            base,
+            tracks: vec![Track::default(); receivers * senders],
+            uniq: vec![0; clients],
+            st: LineStats::default(),
+            hist: histogram()?,
+            hist_user: histogram()?,
+            keep_read_latency,
+            measuring: false,
+            last_delivery: base,
+            longest_gap: 0,
+        })
+    }
+
+    /// Does the server send senders their own lines?
+    pub fn echo(&self) -> bool {
+        self.st.self_seen > 0
+    }
+
+    pub fn start_measuring(&mut self, t0: u64) {
+        self.measuring = true;
+        self.last_delivery = t0;
+    }
+
+    /// End of the measured interval at `t1`; returns how long before it the
+    /// last line was delivered.
+    pub fn stop_measuring(&mut self, t1: u64) -> u64 {
+        let final_gap = t1 - self.last_delivery.min(t1);
+        self.longest_gap = self.longest_gap.max(final_gap);
+        self.measuring = false;
+        final_gap
+    }
+
+    /// One line received by client `idx`, read at `now`, arrived at `rx`.
+    #[inline]
+    pub fn on_line(
+        &mut self,
+        idx: usize,
+        line: &[u8],
+        (now, rx): (u64, u64),
+        senders: &mut Senders,
+    ) {
+        match self.scanner.classify(line) {
+            Line::Noise => self.st.noise += 1,
+            Line::Malformed => self.st.malformed += 1,
+            Line::Token {
+                sender,
+                seq,
+                time_ns,
+            } => self.on_token(idx, (sender as usize, seq, time_ns), (now, rx), senders),
+        }
+    }
+
+    #[inline]
+    fn on_token(
+        &mut self,
+        idx: usize,
+        (s, seq, time_ns): (usize, u64, u64),
+        (now, rx): (u64, u64),
+        senders: &mut Senders,
+    ) {
+        let Some(snd) = senders.arrived(s, seq, idx == self.observer, now) else {
+            // Not a line this run sent: as good as mangled.
+            self.st.malformed += 1;
+            return;
+        };
+        if snd.client == idx {
+            self.st.self_seen += 1;
+        }
+        let mstart = snd.mstart;
+        match self.tracks[idx * self.senders + s].see(seq) {
+            Seen::InOrder => {}
+            Seen::Late => self.st.order_violations += 1,
+            Seen::Duplicate => {
+                self.st.duplicates += 1;
+                return;
+            }
+        }
+        if self.measuring {
+            self.st.delivered += 1;
+            self.longest_gap = self.longest_gap.max(now - self.last_delivery.min(now));
+            self.last_delivery = now;
+        }
+        if seq >= mstart {
+            self.uniq[idx] += 1;
+            let sent_at = self.base + time_ns;
+            self.hist
+                .saturating_record(rx.saturating_sub(sent_at).max(1_000));
+            if self.keep_read_latency {
+                self.hist_user
+                    .saturating_record(now.saturating_sub(sent_at).max(1_000));
+            }
+        }
+    }
+
+    /// (expected, received) distinct measured lines over the clients that
+    /// were receiving when the interval began; with `connected_only`, over
+    /// those still connected. A client expects every measured line, less
+    /// its own when the server does not echo.
+    pub fn deliveries(
+        &self,
+        senders: &Senders,
+        clients: &[Client],
+        connected_only: bool,
+    ) -> (u64, u64) {
+        let total = senders.measured_total();
+        let mut exp = 0;
+        let mut got = 0;
+        for (i, c) in clients.iter().enumerate() {
+            if !c.receiving || (connected_only && c.state != State::Connected) {
+                continue;
+            }
+            exp += match c.sender {
+                Some(s) if !self.echo() => total - senders.measured(s),
+                _ => total,
+            };
+            got += self.uniq[i];
+        }
+        (exp, got)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_tells_late_from_duplicate() {
+        let mut t = Track::default();
+        assert_eq!(t.see(0), Seen::InOrder);
+        assert_eq!(t.see(2), Seen::InOrder);
+        assert_eq!(t.see(1), Seen::Late);
+        assert_eq!(t.see(1), Seen::Duplicate);
+        assert_eq!(t.see(2), Seen::Duplicate);
+        assert_eq!(t.see(100), Seen::InOrder);
+        // 64 and more behind: no longer in the bitmap, taken as late.
+        assert_eq!(t.see(36), Seen::Late);
+        assert_eq!(t.see(37), Seen::Late);
+        assert_eq!(t.see(37), Seen::Duplicate);
+    }
+}
