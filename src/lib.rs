@@ -62,6 +62,7 @@ pub mod out_queue;
 pub mod pressure;
 pub mod rate;
 pub mod reading;
+pub mod resp;
 pub mod room;
 pub mod rooms;
 pub mod roster;
@@ -71,6 +72,7 @@ pub mod stats;
 pub mod sweep;
 pub mod sys;
 pub mod transport;
+pub mod wire;
 
 pub use config::{Config, SlowClient};
 pub use limits::{PER_CLIENT_BYTES, SLACK_BYTES};
