@@ -13,6 +13,7 @@ use crate::limits::MAX_TOPIC_BYTES;
 use crate::member::Phase;
 use crate::rooms::{TooManyRooms, parse_room_name};
 use crate::stats::CloseReason;
+use crate::wire::Record;
 
 /// What came of a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub enum Outcome {
     /// The client quit (`/quit`): it has left the room, and its connection
     /// is to be closed once its output is flushed.
     Quit,
+    /// In a cluster: the client asked for a name and waits for the
+    /// cluster's answer; nothing more is read from it until then.
+    Waiting,
 }
 
 /// Handles one complete input line from `key`.
@@ -92,7 +96,22 @@ fn say(hub: &mut Hub, key: usize, before: &[u8], after: &[u8], text: &[u8]) -> O
         clean_into(arena, text);
         arena.push(b'\n');
     });
-    if kept { Outcome::Done } else { Outcome::Held }
+    if !kept {
+        return Outcome::Held;
+    }
+    if hub.node().is_some() {
+        let (room, who, text) = (
+            hub.room(room).name.to_string(),
+            who.to_string(),
+            clean(text),
+        );
+        hub.tell(if before.is_empty() {
+            Record::Say { room, who, text }
+        } else {
+            Record::Me { room, who, text }
+        });
+    }
+    Outcome::Done
 }
 
 /// `/quit [REASON]`: the client leaves, and the others are told why.
@@ -109,7 +128,16 @@ fn quit(hub: &mut Hub, key: usize, why: Option<&[u8]>, now_ms: u64) -> Outcome {
 /// blanks ignored, as for `/nick`).
 fn take_name(hub: &mut Hub, key: usize, raw: &[u8], now_ms: u64) -> Outcome {
     let raw = raw.trim_ascii();
-    match hub.roster.check_name(key, raw) {
+    match hub.check_name(key, raw) {
+        Ok(_) if hub.names_unavailable() => reply(
+            hub,
+            key,
+            b"*** names are unavailable while the cluster link is down\nWhat is your name?\n",
+        ),
+        Ok(name) if hub.node().is_some() => {
+            hub.request_claim(key, name, true);
+            Outcome::Waiting
+        }
         Ok(name) => {
             hub.roster.take_name(key, name);
             hub.join(key, now_ms);
@@ -125,7 +153,7 @@ fn take_name(hub: &mut Hub, key: usize, raw: &[u8], now_ms: u64) -> Outcome {
 
 /// `/nick NAME`: everyone learns the new name.
 fn rename(hub: &mut Hub, key: usize, raw: &[u8]) -> Outcome {
-    let name = match hub.roster.check_name(key, raw) {
+    let name = match hub.check_name(key, raw) {
         Ok(name) => name,
         Err(refusal) => return reply(hub, key, refusal.as_bytes()),
     };
@@ -134,22 +162,30 @@ fn rename(hub: &mut Hub, key: usize, raw: &[u8]) -> Outcome {
         let line = format!("*** you are already {}\n", name.display);
         return reply(hub, key, line.as_bytes());
     }
+    if hub.names_unavailable() {
+        return reply(
+            hub,
+            key,
+            b"*** names are unavailable while the cluster link is down\n",
+        );
+    }
     let line = format!("{old} is now known as {}\n", name.display);
     let room = hub.room_of(key);
     if !hub.fits_everyone(room, line.len()) {
         return Outcome::Held;
     }
-    hub.roster.take_name(key, name);
-    hub.rooms.get_mut(room).who_text = None;
-    hub.announce(room, line.as_bytes());
+    if hub.node().is_some() {
+        hub.request_claim(key, name, false);
+        return Outcome::Waiting;
+    }
+    hub.rename(key, name);
     Outcome::Done
 }
 
 /// `/msg NAME TEXT`: both lines, or neither, go out this turn.
 fn private_message(hub: &mut Hub, key: usize, to: &[u8], text: &[u8]) -> Outcome {
     let Some(target) = hub.roster.find(to) else {
-        let line = format!("*** no such user: {}\n", clean(to));
-        return reply(hub, key, line.as_bytes());
+        return remote_message(hub, key, to, text);
     };
     let text = clean(text);
     let to_target = format!("{} (private): {text}\n", hub.member(key).who);
@@ -163,6 +199,27 @@ fn private_message(hub: &mut Hub, key: usize, to: &[u8], text: &[u8]) -> Outcome
         return Outcome::Held;
     }
     hub.send(target, to_target.as_bytes());
+    hub.send(key, to_sender.as_bytes());
+    Outcome::Done
+}
+
+/// `/msg` to a member of another node (or to nobody).
+fn remote_message(hub: &mut Hub, key: usize, to: &[u8], text: &[u8]) -> Outcome {
+    let remote = std::str::from_utf8(to)
+        .ok()
+        .and_then(|to| hub.remotes.find(to));
+    let Some(id) = remote else {
+        let line = format!("*** no such user: {}\n", clean(to));
+        return reply(hub, key, line.as_bytes());
+    };
+    let to = hub.remotes.get(id).who.to_string();
+    let text = clean(text);
+    let to_sender = format!("-> {to}: {text}\n");
+    if !hub.fits_one(key, to_sender.len()) {
+        return Outcome::Held;
+    }
+    let from = hub.member(key).who.to_string();
+    hub.tell(Record::Msg { to, from, text });
     hub.send(key, to_sender.as_bytes());
     Outcome::Done
 }
@@ -244,8 +301,17 @@ fn topic(hub: &mut Hub, key: usize, text: Option<&[u8]>) -> Outcome {
     if !hub.fits_everyone(room, line.len()) {
         return Outcome::Held;
     }
-    hub.rooms.get_mut(room).topic = Some(topic.into_boxed_str());
+    hub.rooms.get_mut(room).topic = Some(topic.clone().into_boxed_str());
     hub.announce(room, line.as_bytes());
+    let (room, who) = (
+        hub.room(room).name.to_string(),
+        hub.member(key).who.to_string(),
+    );
+    hub.tell(Record::Topic {
+        room,
+        who,
+        text: topic,
+    });
     Outcome::Done
 }
 

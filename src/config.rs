@@ -28,6 +28,12 @@ pub const DEFAULT_MAX_WRITE: usize = 256 * 1024;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The room everyone starts in.
 pub const DEFAULT_ROOM: &str = "#lobby";
+/// The cluster's name: the prefix of every Redis key and channel it uses.
+pub const DEFAULT_CLUSTER_NAME: &str = "natter";
+/// How long a node may stay silent before the others take it for dead.
+pub const DEFAULT_CLUSTER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most bytes queued towards Redis before reading local clients pauses.
+pub const DEFAULT_CLUSTER_MAX_QUEUE: usize = 16 * 1024 * 1024;
 /// Most rooms at once, the default room included.
 pub const DEFAULT_MAX_ROOMS: usize = 1000;
 /// Largest `--motd` file read; a bigger one is refused (at start) or kept
@@ -99,6 +105,18 @@ pub struct Config {
     pub default_room: String,
     /// Most rooms at once (`--max-rooms`).
     pub max_rooms: usize,
+    /// `redis://[user:password@]HOST:PORT[/DB]` of the cluster (`--cluster`).
+    pub cluster: Option<String>,
+    /// The cluster's name (`--cluster-name`).
+    pub cluster_name: String,
+    /// This node's id (`--node-name`); `None` takes the host name and port.
+    pub node_name: Option<String>,
+    /// When a silent node is taken for dead (`--cluster-timeout`).
+    pub cluster_timeout: Duration,
+    /// Most bytes queued towards Redis (`--cluster-max-queue`).
+    pub cluster_max_queue: usize,
+    /// Share the listening port with other processes (`--reuseport`).
+    pub reuseport: bool,
 }
 
 impl Default for Config {
@@ -127,6 +145,12 @@ impl Default for Config {
             notice_rate: 0,
             default_room: DEFAULT_ROOM.to_string(),
             max_rooms: DEFAULT_MAX_ROOMS,
+            cluster: None,
+            cluster_name: DEFAULT_CLUSTER_NAME.to_string(),
+            node_name: None,
+            cluster_timeout: DEFAULT_CLUSTER_TIMEOUT,
+            cluster_max_queue: DEFAULT_CLUSTER_MAX_QUEUE,
+            reuseport: false,
         }
     }
 }
@@ -195,6 +219,13 @@ impl Config {
         }
         if let Err(why) = crate::rooms::parse_room_name(self.default_room.as_bytes()) {
             return Err(format!("--default-room {}: {why}", self.default_room));
+        }
+        if let Some(node) = &self.node_name {
+            crate::wire::check_node(node).map_err(|e| format!("--node-name: {e}"))?;
+        }
+        crate::wire::check_node(&self.cluster_name).map_err(|e| format!("--cluster-name: {e}"))?;
+        if self.cluster_timeout < Duration::from_millis(300) {
+            return Err("--cluster-timeout: at least 300ms".into());
         }
         if self.max_rooms == 0 {
             return Err("--max-rooms: must be more than 0".into());
@@ -266,6 +297,18 @@ Options:
                              [default: 2s]
   --metrics ADDR             serve Prometheus metrics on http://ADDR/metrics
                              [default: off]
+  --cluster URL              join a cluster of nodes through Redis:
+                             redis://[user:password@]HOST:PORT[/DB]
+                             (or NATTER_REDIS_PASSWORD) [default: off]
+  --cluster-name NAME        the cluster's name, the prefix of its Redis
+                             keys and channels [default: natter]
+  --node-name NAME           this node's id [default: host name:port]
+  --cluster-timeout DURATION a silent node's users leave after this
+                             [default: 15s]
+  --cluster-max-queue BYTES  output queued towards Redis before reading
+                             pauses [default: 16MiB]
+  --reuseport                share the port with other natter processes
+                             (SO_REUSEPORT): one process per core
   --sndbuf BYTES             SO_SNDBUF of accepted sockets (for testing
                              partial writes) [default: kernel's]
   --max-write BYTES          most bytes per write call (for testing partial
@@ -340,6 +383,12 @@ fn set_flag(
         "--notice-rate" => c.notice_rate = number(flag, &value()?)?,
         "--default-room" => c.default_room = value()?,
         "--max-rooms" => c.max_rooms = number(flag, &value()?)?,
+        "--cluster" => c.cluster = Some(value()?),
+        "--cluster-name" => c.cluster_name = value()?,
+        "--node-name" => c.node_name = Some(value()?),
+        "--cluster-timeout" => c.cluster_timeout = duration(value()?)?,
+        "--cluster-max-queue" => c.cluster_max_queue = positive_bytes(value()?)?,
+        "--reuseport" => c.reuseport = true,
         "--shutdown-grace" => c.shutdown_grace = duration(value()?)?,
         "--metrics" => c.metrics = Some(value()?),
         _ => return Err(format!("unknown option {flag} (try --help)")),

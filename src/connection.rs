@@ -57,6 +57,9 @@ pub struct Connection {
     pub throttled: bool,
     /// The peer closed its side; once its last lines are handled it leaves.
     pub eof: bool,
+    /// In a cluster: it asked for a name and waits for the answer; nothing
+    /// more is read from it until then.
+    pub awaiting: bool,
     /// To be removed after this turn; nothing more is read or written.
     pub doomed: bool,
 }
@@ -100,6 +103,7 @@ impl Connection {
             write_interest: false,
             throttled: false,
             eof: false,
+            awaiting: false,
             doomed: false,
         }
     }

@@ -32,6 +32,8 @@ pub enum Timer {
     Metrics,
     /// `--notice-rate`: the summary of held-back notices is due.
     Notices,
+    /// The cluster link's own time: reconnect, ping, find dead nodes.
+    Cluster,
 }
 
 impl Timer {
@@ -45,11 +47,12 @@ impl Timer {
             Timer::PauseCheck => Some(3),
             Timer::Metrics => Some(4),
             Timer::Notices => Some(5),
+            Timer::Cluster => Some(6),
         }
     }
 }
 
-const SINGLETONS: usize = 6;
+const SINGLETONS: usize = 7;
 
 /// The pending deadlines.
 #[derive(Debug, Default)]

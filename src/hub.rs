@@ -26,10 +26,12 @@ use crate::limits::{ARENA_KEEP, MAX_WHO_BYTES, MIN_TURN_BUDGET, ROOM_ARENA_KEEP,
 use crate::member::Member;
 use crate::out_queue::{Chunk, Entry, Meter, OutQueue, SharedText, count_newlines};
 use crate::pressure::{QueueCap, Region, Verdict};
+use crate::remotes::Remotes;
 use crate::room::Room;
 use crate::rooms::Rooms;
 use crate::roster::Roster;
 use crate::stats::Stats;
+use crate::wire::Record;
 
 /// How a hub is set up (from the flags).
 #[derive(Clone, Debug)]
@@ -41,6 +43,9 @@ pub struct HubConfig {
     pub notice_rate: u32,
     pub default_room: String,
     pub max_rooms: usize,
+    /// This node's id, in a cluster: address identities carry it, and
+    /// local news is kept for the other nodes.
+    pub node: Option<String>,
 }
 
 /// The members, their rooms, and what is queued for them.
@@ -48,6 +53,16 @@ pub struct HubConfig {
 pub struct Hub {
     pub roster: Roster,
     pub rooms: Rooms,
+    /// Other nodes' members, in a cluster.
+    pub remotes: Remotes,
+    /// News for the other nodes, in a cluster: what local members did this
+    /// turn, in order.
+    news: Option<Vec<Record>>,
+    /// Names asked for that wait for the cluster's answer: `(key, name,
+    /// first)`, `first` under `--ask-name`.
+    claims: Vec<(usize, crate::names::Name, bool)>,
+    /// In a cluster: names can be given out (the link to Redis is up).
+    cluster_up: bool,
     /// The `--motd` lines, cleaned, each ending in `\n`.
     motd: Option<SharedText>,
     /// Bytes held by queued output: shared chunks and entry arrays. What
@@ -87,6 +102,10 @@ impl Hub {
         Hub {
             roster: Roster::default(),
             rooms,
+            remotes: Remotes::default(),
+            news: config.node.is_some().then(Vec::new),
+            claims: Vec::new(),
+            cluster_up: false,
             motd: None,
             meter: Meter::default(),
             fixed_meter: Meter::default(),
@@ -284,7 +303,7 @@ impl Hub {
         if let Some(text) = &self.rooms.get(room).who_text {
             return text.clone();
         }
-        let here = self.roster.names_in_order(&self.rooms.get(room).members);
+        let here = self.names_in_order(room);
         let line = listing(&format!("*** {} here: ", here.len()), &here);
         let text = SharedText::new(line.into_bytes(), &self.fixed_meter);
         self.rooms.get_mut(room).who_text = Some(text.clone());
@@ -437,6 +456,7 @@ pub fn listing(prefix: &str, items: &[impl AsRef<str>]) -> String {
     line
 }
 
+mod cluster;
 mod membership;
 #[cfg(test)]
 mod tests;

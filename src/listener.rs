@@ -41,12 +41,17 @@ pub enum Accepted {
 
 impl Listener {
     /// Binds a listening socket on `addr` with a backlog of
-    /// [`LISTEN_BACKLOG`].
-    pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
+    /// [`LISTEN_BACKLOG`]; with `reuse_port`, other processes may bind the
+    /// same port (`SO_REUSEPORT`) and the kernel spreads connections over
+    /// them: one natter process per core.
+    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<Listener> {
         use socket2::{Domain, Socket, Type};
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         // As every server does: a restarted daemon can bind at once.
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         socket.bind(&addr.into())?;
         socket.listen(LISTEN_BACKLOG)?;
         socket.set_nonblocking(true)?;
@@ -138,7 +143,7 @@ mod tests {
 
     #[test]
     fn accepts_until_nobody_waits() {
-        let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let addr = listener.local_addr().unwrap();
         assert!(matches!(listener.accept(), Accepted::Empty));
         let _a = std::net::TcpStream::connect(addr).unwrap();

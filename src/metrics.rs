@@ -75,6 +75,17 @@ impl MetricsEndpoint {
         })
     }
 
+    /// Binds the address `--metrics` gives; errors name the flag and value.
+    pub fn bind_flag(
+        value: &str,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<MetricsEndpoint> {
+        let addr = crate::config::resolve("--metrics", value)?;
+        MetricsEndpoint::bind(addr, registry, token)
+            .map_err(|e| crate::config::flag_error("--metrics", value, e, ""))
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()

@@ -39,7 +39,7 @@ impl Sessions {
     /// read budget, or a stop (rate limit, turn budget, total-output pause).
     pub fn serve_read(&mut self, key: usize, deadlines: &mut Deadlines) {
         let conn = &mut self.conns[key];
-        if conn.doomed || conn.leaving() || conn.throttled || self.total.paused() {
+        if conn.doomed || conn.leaving() || conn.throttled || conn.awaiting || self.total.paused() {
             // Whatever paused it puts it back on the ready list when it ends.
             return;
         }
@@ -127,16 +127,24 @@ impl Sessions {
                 self.conns[key].bucket.take();
             }
             input.next(max);
-            if outcome == Outcome::Quit {
-                self.begin_leaving(key, CloseReason::Quit, deadlines);
-                return true;
+            match outcome {
+                Outcome::Quit => {
+                    self.begin_leaving(key, CloseReason::Quit, deadlines);
+                    return true;
+                }
+                Outcome::Waiting => {
+                    self.conns[key].awaiting = true;
+                    return true;
+                }
+                Outcome::Done | Outcome::Held => {}
             }
         }
     }
 
-    /// False once the total output cap pauses reading for everyone.
+    /// False once the total output cap pauses reading for everyone (or
+    /// the queue towards Redis is full).
     fn reading_allowed(&mut self, deadlines: &mut Deadlines) -> bool {
-        if self.total.paused() {
+        if self.total.paused() || self.cluster_full {
             return false;
         }
         if self.total.allows(self.hub.queued_bytes(), self.now_ms) {

@@ -85,6 +85,8 @@ pub struct Room {
     /// The keys of its joined members, in no order; each member knows its
     /// index here, so leaving is O(1).
     pub members: Vec<usize>,
+    /// The ids of other nodes' members in it (in a cluster), likewise.
+    pub remote: Vec<usize>,
     /// `/topic`, cleaned.
     pub topic: Option<Box<str>>,
     /// This turn's formatted broadcasts. Members' queues point into it; at
@@ -103,12 +105,18 @@ impl Room {
         Room {
             name: name.into(),
             members: Vec::new(),
+            remote: Vec::new(),
             topic: None,
             arena: Vec::new(),
             history,
             who_text: None,
             notices: NoticeGate::new(notice_rate),
         }
+    }
+
+    /// Members here, on this node and others.
+    pub fn population(&self) -> usize {
+        self.members.len() + self.remote.len()
     }
 
     /// Readies the arena for the next turn, giving back what one busy turn

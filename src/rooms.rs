@@ -120,8 +120,8 @@ impl Rooms {
         let mut list: Vec<(usize, &str, usize)> = self
             .rooms
             .iter()
-            .filter(|(id, r)| *id == self.default || !r.members.is_empty())
-            .map(|(id, r)| (id, &*r.name, r.members.len()))
+            .filter(|(id, r)| *id == self.default || r.population() > 0)
+            .map(|(id, r)| (id, &*r.name, r.population()))
             .collect();
         list.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
         list.into_iter().map(|(_, name, n)| (name, n)).collect()
@@ -130,7 +130,7 @@ impl Rooms {
     /// Removes `id` if it is empty and not the default room; true if it was.
     pub fn remove_if_empty(&mut self, id: usize) -> bool {
         let room = &self.rooms[id];
-        if id == self.default || !room.members.is_empty() {
+        if id == self.default || room.population() > 0 {
             return false;
         }
         self.by_name.remove(&room.name.to_ascii_lowercase());

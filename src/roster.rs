@@ -91,8 +91,7 @@ impl Roster {
 
     /// Marks `key` as joined, in arrival order.
     pub fn mark_joined(&mut self, key: usize) {
-        let seq = self.next_joined_seq;
-        self.next_joined_seq = seq.wrapping_add(1);
+        let seq = self.next_seq();
         let member = self.get_mut(key).expect("present");
         member.phase = Phase::Joined;
         member.joined_seq = seq;
@@ -121,22 +120,37 @@ impl Roster {
     pub fn check_name(&self, key: usize, raw: &[u8]) -> Result<Name, String> {
         let invalid = |why: String| format!("*** invalid name: {} ({why})\n", clean(raw));
         let name = parse_name(raw).map_err(invalid)?;
-        if let Some(&holder) = self.names.get(&name.key)
-            && holder != key
-        {
-            return Err(format!("*** name taken: {}\n", name.display));
-        }
-        if let Some(&holder) = self.skeletons.get(&name.skeleton)
-            && holder != key
-        {
-            let like = &self.get(holder).expect("holders are present").who;
-            return Err(format!(
-                "*** name taken: {} (looks like {like})\n",
-                name.display
-            ));
+        if let Some(refusal) = self.refusal(key, &name) {
+            return Err(refusal);
         }
         check_single_script(&name).map_err(invalid)?;
         Ok(name)
+    }
+
+    /// True if someone but `key` holds the name `name_key`.
+    pub fn held_by_other(&self, key: usize, name_key: &str) -> bool {
+        self.names
+            .get(name_key)
+            .is_some_and(|&holder| holder != key)
+    }
+
+    /// The name of whoever but `key` holds a name with this skeleton.
+    pub fn look_alike(&self, key: usize, skeleton: &str) -> Option<&str> {
+        let holder = *self.skeletons.get(skeleton)?;
+        (holder != key).then(|| &*self.get(holder).expect("holders are present").who)
+    }
+
+    /// Why `key` cannot take `name` because someone here holds it or a
+    /// look-alike, if so.
+    fn refusal(&self, key: usize, name: &Name) -> Option<String> {
+        if self.held_by_other(key, &name.key) {
+            return Some(format!("*** name taken: {}\n", name.display));
+        }
+        let like = self.look_alike(key, &name.skeleton)?;
+        Some(format!(
+            "*** name taken: {} (looks like {like})\n",
+            name.display
+        ))
     }
 
     /// Gives `key` the name (checked by [`Roster::check_name`]); its old one
@@ -187,9 +201,16 @@ impl Roster {
 
     /// Gives `key` a new place in the order of arrival (it moved rooms).
     pub fn arrive_again(&mut self, key: usize) {
+        let seq = self.next_seq();
+        self.get_mut(key).expect("present").joined_seq = seq;
+    }
+
+    /// The next place in the order of arrival (shared with other nodes'
+    /// members, in a cluster).
+    pub fn next_seq(&mut self) -> u32 {
         let seq = self.next_joined_seq;
         self.next_joined_seq = seq.wrapping_add(1);
-        self.get_mut(key).expect("present").joined_seq = seq;
+        seq
     }
 }
 

@@ -31,6 +31,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::admission::{Admission, Refusal};
+use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::deadlines::{Deadlines, Timer};
 use crate::limits::{ACCEPT_RETRY_MS, ARRIVAL_BYTES, EVENTS_PER_TURN, RESERVED_FDS};
@@ -39,7 +40,7 @@ use crate::log_gate::{LogGate, held_note};
 use crate::member::who_from_addr;
 use crate::metrics::MetricsEndpoint;
 use crate::sessions::Sessions;
-use crate::stats::{CloseReason, Gauges};
+use crate::stats::{CloseReason, ClusterGauges, Gauges};
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -71,6 +72,8 @@ pub struct Server {
     clock: Instant,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     metrics: Option<MetricsEndpoint>,
+    /// The link to the other nodes, with `--cluster`.
+    cluster: Option<Cluster>,
     /// When the shutdown grace is over, once a shutdown has begun.
     shutdown_by_ms: Option<u64>,
     gate_accept: LogGate,
@@ -83,7 +86,7 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let flag_error = |e| crate::config::flag_error("--listen", &config.listen, e, "");
         let addr = crate::config::resolve("--listen", &config.listen)?;
-        let listener = Listener::bind(addr).map_err(flag_error)?;
+        let listener = Listener::bind(addr, config.reuseport).map_err(flag_error)?;
         Server::with_listener(listener, config)
     }
 
@@ -100,12 +103,7 @@ impl Server {
         poll.registry()
             .register(&mut listener.socket, LISTENER, Interest::READABLE)?;
         let metrics = match &config.metrics {
-            Some(value) => {
-                let addr = crate::config::resolve("--metrics", value)?;
-                let endpoint = MetricsEndpoint::bind(addr, poll.registry(), METRICS)
-                    .map_err(|e| crate::config::flag_error("--metrics", value, e, ""))?;
-                Some(endpoint)
-            }
+            Some(value) => Some(MetricsEndpoint::bind_flag(value, poll.registry(), METRICS)?),
             None => None,
         };
         let max_clients = config.max_clients.unwrap_or_else(|| {
@@ -120,22 +118,27 @@ impl Server {
                 config.max_total_output, config.max_output
             );
         }
+        let local_addr = listener.local_addr()?;
+        let cluster = Cluster::from_config(&config, local_addr)?;
+        let node = cluster.as_ref().map(|c| c.node().to_string());
         let mut server = Server {
             poll,
-            local_addr: listener.local_addr()?,
+            local_addr,
             listener: Some(listener),
             admission: Admission::new(max_clients, config.max_per_ip, config.per_ip_prefix_v6),
-            sessions: Sessions::new(config),
+            sessions: Sessions::new(config, node),
             deadlines: Deadlines::default(),
             due: Vec::new(),
             clock: Instant::now(),
             signals: None,
             metrics,
+            cluster,
             shutdown_by_ms: None,
             gate_accept: LogGate::new(crate::limits::LOG_WARNINGS_PER_SEC),
             gate_fd: LogGate::new(1),
             gate_signal: LogGate::new(2),
         };
+        server.deadlines.at(0, Timer::Cluster);
         server.load_motd().map_err(|e| {
             let config = &server.sessions.config;
             let path = config.motd.as_deref().unwrap_or(std::path::Path::new(""));
@@ -202,9 +205,15 @@ impl Server {
             }
             self.fire_timers();
             self.sessions.serve_ready(carried, &mut self.deadlines);
+            if let Some(cluster) = &mut self.cluster {
+                cluster.turn_in(&mut self.sessions, self.poll.registry());
+            }
             self.sessions
                 .flush_all(self.poll.registry(), &mut self.deadlines);
             self.sessions.remove_doomed(self.poll.registry());
+            if let Some(cluster) = &mut self.cluster {
+                cluster.turn_out(&mut self.sessions, self.poll.registry());
+            }
             if self.shutdown_done() {
                 return Ok(Exit::Graceful);
             }
@@ -221,6 +230,12 @@ impl Server {
                     metrics.accept_all(self.poll.registry(), self.sessions.now_ms);
                 }
             }
+            token @ (cluster::SUB | cluster::CMD) => {
+                if let Some(cluster) = &mut self.cluster {
+                    let (hub, now) = (&mut self.sessions.hub, self.sessions.now_ms);
+                    cluster.on_event(token, event.is_writable(), hub, self.poll.registry(), now);
+                }
+            }
             Token(t) if t >= METRICS_CONN_BASE => self.metrics_event(t - METRICS_CONN_BASE),
             Token(key) => self.client_event(key, event),
         }
@@ -230,7 +245,7 @@ impl Server {
     /// How long `poll` may sleep: zero when work was carried over, else until
     /// the nearest deadline, else forever.
     fn poll_timeout(&mut self) -> Option<Duration> {
-        if self.sessions.has_work() {
+        if self.sessions.has_work() || self.cluster.as_ref().is_some_and(Cluster::has_work) {
             return Some(Duration::ZERO);
         }
         if let Some(due) = self.sessions.hub.notices_due() {
@@ -296,6 +311,13 @@ impl Server {
                     }
                 }
                 Timer::Notices => self.sessions.hub.sum_up_notices(now),
+                Timer::Cluster => {
+                    if let Some(cluster) = &mut self.cluster {
+                        let hub = &mut self.sessions.hub;
+                        let next = cluster.tick(hub, self.poll.registry(), now);
+                        self.deadlines.at(next, Timer::Cluster);
+                    }
+                }
             }
         }
         self.due = due;
@@ -481,6 +503,9 @@ impl Server {
             metrics.close_all(self.poll.registry());
         }
         self.sessions.shut_down(by);
+        if let Some(cluster) = &mut self.cluster {
+            cluster.say_goodbye(&self.sessions.hub);
+        }
     }
 
     /// True once a shutdown has nobody left to serve (logging how it went),
@@ -531,6 +556,11 @@ impl Server {
             queued_bytes: sessions.hub.queued_bytes(),
             reading_paused: sessions.total.paused(),
             rss_bytes: crate::stats::rss_bytes(),
+            cluster: self.cluster.as_ref().map(|c| ClusterGauges {
+                remote_members: sessions.hub.remotes.len(),
+                peers: c.peers(),
+                up: c.is_up(),
+            }),
         };
         if let Some(metrics) = &mut self.metrics {
             metrics.serve(conn, self.poll.registry(), &sessions.hub.stats, &gauges);

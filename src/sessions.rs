@@ -54,13 +54,17 @@ pub struct Sessions {
     /// During a shutdown: bytes dropped with clients closed before they
     /// drained.
     pub unsent_at_shutdown: Option<usize>,
+    /// In a cluster: the queue towards Redis passed `--cluster-max-queue`,
+    /// so reading pauses as for `--max-total-output`.
+    pub cluster_full: bool,
     next_id: u32,
     pub(crate) gate_connect: LogGate,
     pub(crate) gate_warn: LogGate,
 }
 
 impl Sessions {
-    pub fn new(config: Config) -> Sessions {
+    /// Sessions for `config`; `node` is this node's id in a cluster.
+    pub fn new(config: Config, node: Option<String>) -> Sessions {
         Sessions {
             conns: Slab::new(),
             hub: Hub::new(HubConfig {
@@ -74,6 +78,7 @@ impl Sessions {
                 notice_rate: config.notice_rate,
                 default_room: config.default_room.clone(),
                 max_rooms: config.max_rooms,
+                node,
             }),
             total: TotalCap::new(config.max_total_output),
             config,
@@ -85,6 +90,7 @@ impl Sessions {
             backlog: Vec::new(),
             flushing: false,
             unsent_at_shutdown: None,
+            cluster_full: false,
             next_id: 0,
             gate_connect: LogGate::new(LOG_CONNECTS_PER_SEC),
             gate_warn: LogGate::new(LOG_WARNINGS_PER_SEC),
@@ -125,7 +131,13 @@ impl Sessions {
             self.now_ms,
         );
         entry.insert(conn);
-        self.hub.add(key, who_from_addr(addr).into_boxed_str());
+        let mut who = who_from_addr(addr);
+        if let Some(node) = self.hub.node() {
+            // In a cluster an address identity names its node, so two
+            // machines' clients cannot share one.
+            who = format!("{who}@{node}");
+        }
+        self.hub.add(key, who.into_boxed_str());
         if let Some(held) = self.gate_connect.pass(self.now_ms) {
             let who = &self.hub.member(key).who;
             info!(
@@ -236,6 +248,56 @@ impl Sessions {
             self.hub.send(key, b"*** server shutting down\n");
             self.hub.depart(key, None, false, self.now_ms);
         }
+    }
+
+    /// In a cluster: the answer to a name a client asked for. The client
+    /// gets the name (and, under `--ask-name`, joins) or the refusal, and
+    /// is read again.
+    pub fn answer(&mut self, answer: crate::cluster::Answer) {
+        let claim = answer.claim;
+        match self.conns.get_mut(claim.key) {
+            Some(conn) if conn.id == claim.id && conn.awaiting && !conn.doomed => {
+                conn.awaiting = false;
+            }
+            _ => return, // Gone meanwhile; its claim is freed when it leaves.
+        }
+        self.ready.push(claim.key);
+        match (answer.result, claim.first) {
+            (Ok(()), true) => {
+                self.hub.roster.take_name(claim.key, claim.name);
+                self.hub.join(claim.key, self.now_ms);
+            }
+            (Ok(()), false) => self.hub.rename(claim.key, claim.name),
+            (Err(refusal), true) => self.hub.send(
+                claim.key,
+                format!("{refusal}What is your name?\n").as_bytes(),
+            ),
+            (Err(refusal), false) => self.hub.send(claim.key, refusal.as_bytes()),
+        }
+    }
+
+    /// In a cluster: a name held through an outage was another node's; the
+    /// client goes back to its address identity.
+    pub fn lose_name(&mut self, lost: crate::cluster::Lost) {
+        let Some(conn) = self.conns.get_mut(lost.key) else {
+            return;
+        };
+        let Some(node) = self.hub.node().map(str::to_string) else {
+            return;
+        };
+        if *self.hub.member(lost.key).who != *lost.who {
+            return;
+        }
+        let Ok(addr) = conn.transport.source().peer_addr() else {
+            return;
+        };
+        let address = format!("{}@{node}", who_from_addr(addr));
+        self.hub.lose_name(lost.key, &address);
+    }
+
+    /// The connection id under `key`, for a name claim.
+    pub fn conn_id(&self, key: usize) -> Option<u32> {
+        self.conns.get(key).map(|c| c.id)
     }
 
     /// Bytes queued for all clients now.

@@ -110,6 +110,17 @@ pub struct Gauges {
     pub queued_bytes: usize,
     pub reading_paused: bool,
     pub rss_bytes: Option<u64>,
+    /// In a cluster: other nodes' members known here, other nodes known,
+    /// and whether the link to Redis is up.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// What a cluster node knows of the others.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClusterGauges {
+    pub remote_members: usize,
+    pub peers: usize,
+    pub up: bool,
 }
 
 /// One metric: its name (after `natter_`), type, help text, and where its
@@ -235,6 +246,26 @@ pub fn render_prometheus(stats: &Stats, gauges: &Gauges) -> String {
     for (name, kind, help, value) in METRICS {
         metric(name, kind, help, value(stats, gauges));
     }
+    if let Some(cluster) = gauges.cluster {
+        metric(
+            "cluster_remote_members",
+            "gauge",
+            "Other nodes' members known here.",
+            cluster.remote_members as u64,
+        );
+        metric(
+            "cluster_peers",
+            "gauge",
+            "Other nodes known here.",
+            cluster.peers as u64,
+        );
+        metric(
+            "cluster_link_up",
+            "gauge",
+            "1 while the link to Redis is up.",
+            cluster.up as u64,
+        );
+    }
     if let Some(rss) = gauges.rss_bytes {
         metric(
             "resident_memory_bytes",
@@ -288,6 +319,7 @@ mod tests {
                 queued_bytes: 10,
                 reading_paused: false,
                 rss_bytes: Some(4096),
+                cluster: None,
             },
         );
         assert!(text.contains("\nnatter_rooms 2\n"));

@@ -182,7 +182,7 @@ fn decode_record(line: &str, max_text: usize) -> Result<Record, String> {
             let [room, old, new] = <[String; 3]>::try_from(field(rest, 3)?).expect("3");
             check_room(&room)?;
             check_who(&old)?;
-            check_name(&new)?;
+            check_who(&new)?;
             Record::Nick { room, old, new }
         }
         "msg" => {

@@ -41,6 +41,24 @@ impl Hub {
             self.send_shared(key, &history);
         }
         self.arrive(key, room, now_ms);
+        let (room, who) = (
+            self.rooms.get(room).name.to_string(),
+            self.member(key).who.to_string(),
+        );
+        self.tell(crate::wire::Record::Arrive { room, who });
+    }
+
+    /// Gives `key` the name `name` (checked, and in a cluster claimed), and
+    /// tells its room.
+    pub fn rename(&mut self, key: usize, name: crate::names::Name) {
+        let old = self.member(key).who.to_string();
+        let new = name.display.clone();
+        self.roster.take_name(key, name);
+        let room = self.room_of(key);
+        self.rooms.get_mut(room).who_text = None;
+        self.announce(room, format!("{old} is now known as {new}\n").as_bytes());
+        let room = self.rooms.get(room).name.to_string();
+        self.tell(crate::wire::Record::Nick { room, old, new });
     }
 
     /// Announces `key`'s arrival in `room` (to everyone there but itself).
@@ -68,6 +86,7 @@ impl Hub {
     /// there and the history, and sees nothing the new room said before.
     pub fn move_to(&mut self, key: usize, to: usize, now_ms: u64) {
         let from = self.room_of(key);
+        let from_name = self.rooms.get(from).name.to_string();
         self.catch_up(key);
         self.detach_from_arena(key, from);
         self.leave_room(key, from);
@@ -93,6 +112,13 @@ impl Hub {
         if let Some(history) = self.history_text(to) {
             self.send_shared(key, &history);
         }
+        let who = self.member(key).who.to_string();
+        let to = self.rooms.get(to).name.to_string();
+        self.tell(crate::wire::Record::Move {
+            from: from_name,
+            to,
+            who,
+        });
     }
 
     /// Adds `key` to `room`'s member list.
@@ -119,10 +145,10 @@ impl Hub {
     /// A room left without members is gone (but the default room): a
     /// newcomer finds a new room, even in this turn. If its arena holds a
     /// notice, the room itself is removed at the end of the turn.
-    fn vacate_if_empty(&mut self, room: usize) {
+    pub(super) fn vacate_if_empty(&mut self, room: usize) {
         let default = self.rooms.default_id();
         let r = self.rooms.get_mut(room);
-        if !r.members.is_empty() || room == default {
+        if r.population() > 0 || room == default {
             return;
         }
         r.topic = None;
@@ -159,22 +185,29 @@ impl Hub {
             return;
         }
         self.leave_room(key, room);
-        if announce
-            && self
-                .rooms
-                .get_mut(room)
-                .notices
-                .pass(Movement::Departure, now_ms)
-        {
-            let mut line = format!("{} has left", self.member(key).who).into_bytes();
-            if let Some(why) = why {
-                line.extend_from_slice(b" (");
-                crate::clean::clean_into(&mut line, why);
-                line.push(b')');
-            }
-            line.push(b'\n');
-            self.announce(room, &line);
+        if !announce {
+            return self.vacate_if_empty(room);
         }
+        let who = self.member(key).who.to_string();
+        let room_name = self.rooms.get(room).name.to_string();
+        let why = why.map(crate::clean::clean);
+        if self
+            .rooms
+            .get_mut(room)
+            .notices
+            .pass(Movement::Departure, now_ms)
+        {
+            let line = match &why {
+                Some(why) => format!("{who} has left ({why})\n"),
+                None => format!("{who} has left\n"),
+            };
+            self.announce(room, line.as_bytes());
+        }
+        self.tell(crate::wire::Record::Leave {
+            room: room_name,
+            who,
+            why,
+        });
         self.vacate_if_empty(room);
     }
 

@@ -54,6 +54,7 @@ fn hub() -> Hub {
         notice_rate: 0,
         default_room: "#lobby".into(),
         max_rooms: 10,
+        node: None,
     })
 }
 

@@ -367,7 +367,9 @@ pub fn connect_from(ip: &str, addr: SocketAddr) -> TcpStream {
     .unwrap();
     socket
         .bind(&SocketAddr::new(ip, 0).into())
-        .expect("bind the source");
-    socket.connect(&addr.into()).expect("connect");
+        .unwrap_or_else(|e| panic!("bind the source {ip}: {e}"));
+    socket
+        .connect(&addr.into())
+        .unwrap_or_else(|e| panic!("connect from {ip} to {addr}: {e}"));
     TcpStream::from(socket)
 }
