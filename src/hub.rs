@@ -18,7 +18,7 @@
 //! Nothing here sees a socket or the poller: the unit tests in `hub/tests.rs`
 //! play turns with byte slices.
 
-use std::collections::HashMap;
+use std::rc::Rc;
 
 use log::debug;
 
@@ -322,19 +322,23 @@ impl Hub {
     /// room something was said in, and those with something of their own.
     pub fn take_visit(&mut self, into: &mut Vec<usize>) {
         into.clear();
+        // The dirty ones are marked; a member of a busy room joins the list
+        // unless it is already on it, so nobody is visited twice.
         into.append(&mut self.dirty);
         for &room in &self.busy {
-            into.extend_from_slice(&self.rooms.get(room).members);
+            for &key in &self.rooms.get(room).members {
+                if let Some(member) = self.roster.get_mut(key)
+                    && !member.dirty
+                {
+                    member.dirty = true;
+                    into.push(key);
+                }
+            }
         }
         for &key in into.iter() {
             if let Some(member) = self.roster.get_mut(key) {
                 member.dirty = false;
             }
-        }
-        if !self.busy.is_empty() {
-            // A dirty member of a busy room is in the list twice.
-            into.sort_unstable();
-            into.dedup();
         }
     }
 
@@ -351,24 +355,31 @@ impl Hub {
     /// still point into, once, into a chunk they share, then compacts their
     /// queues.
     pub fn seal(&mut self, backlog: &[usize]) {
-        let mut lows: HashMap<usize, usize> = HashMap::new();
+        // The lowest offset still needed, per busy room (few: most turns
+        // touch one or two rooms).
+        let mut lows: Vec<(usize, usize)> = Vec::new();
         for &key in backlog {
             let member = self.member(key);
-            if let Some(low) = member.output.arena_low() {
-                let at = lows.entry(member.room as usize).or_insert(low);
-                *at = (*at).min(low);
+            let Some(low) = member.output.arena_low() else {
+                continue;
+            };
+            let room = member.room as usize;
+            match lows.iter_mut().find(|(r, _)| *r == room) {
+                Some((_, at)) => *at = (*at).min(low),
+                None => lows.push((room, low)),
             }
         }
-        let chunks: HashMap<usize, _> = lows
+        let chunks: Vec<(usize, usize, Rc<Chunk>)> = lows
             .into_iter()
             .map(|(room, low)| {
                 let arena = &self.rooms.get(room).arena;
-                (room, (low, Chunk::new(&arena[low..], &self.meter)))
+                (room, low, Chunk::new(&arena[low..], &self.meter))
             })
             .collect();
         for &key in backlog {
             let member = self.member_mut(key);
-            if let Some((low, chunk)) = chunks.get(&(member.room as usize)) {
+            let room = member.room as usize;
+            if let Some((_, low, chunk)) = chunks.iter().find(|(r, _, _)| *r == room) {
                 member.output.seal(*low, chunk);
             }
             member.output.compact();
