@@ -42,6 +42,15 @@ OPTIONS:
                              (default 100; idle: 10000)
     --senders S              sending clients (default 8)
     --window W               unacknowledged lines per sender (default 64)
+    --rooms R                spread the clients over R rooms (default 1: all
+                             stay in the server's default room). Client i
+                             sends `/join #rK`, K = i mod R, once greeted and
+                             counts as connected at the server's
+                             `*** <n> here:` answer; sender j is client j, so
+                             each room has S/R senders (rounded down or up;
+                             needs S >= R) and its first non-sender observes
+                             for it. Idle clients are spread the same way.
+                             For servers with rooms (natter) only
     --line-bytes B           bytes per line including the newline (default 64,
                              min 29, max 16384)
     --duration SECS          measured interval (default 5)
@@ -113,6 +122,7 @@ pub struct Opts {
     pub clients: usize,
     pub senders: usize,
     pub window: u64,
+    pub rooms: usize,
     pub line_bytes: usize,
     pub duration: f64,
     pub warmup: f64,
@@ -152,6 +162,7 @@ fn defaults() -> Opts {
         clients: 0,
         senders: 8,
         window: 64,
+        rooms: 1,
         line_bytes: 64,
         duration: 5.0,
         warmup: 1.0,
@@ -220,6 +231,7 @@ fn set_option(o: &mut Opts, name: &str, p: &mut lexopt::Parser) -> Result<(), St
         "server-pid" => o.server_pid = Some(value(p)?),
         "senders" => o.senders = value(p)?,
         "window" => o.window = value(p)?,
+        "rooms" => o.rooms = value(p)?,
         "line-bytes" => o.line_bytes = value(p)?,
         "duration" => o.duration = value(p)?,
         "warmup" => o.warmup = value(p)?,
@@ -265,6 +277,7 @@ fn validate(o: &mut Opts) -> Result<(), String> {
             ));
         }
     }
+    check_rooms(o)?;
     if o.window == 0 {
         return Err("--window must be at least 1".into());
     }
@@ -291,6 +304,29 @@ fn validate(o: &mut Opts) -> Result<(), String> {
     }
     if o.sample_ms == 0 {
         return Err("--sample-ms must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// `--rooms`: every room needs a sender and an observer of its own.
+fn check_rooms(o: &Opts) -> Result<(), String> {
+    let (rooms, clients, senders) = (o.rooms, o.clients, o.senders);
+    if rooms == 0 || rooms > 100_000 {
+        return Err("--rooms must be between 1 and 100000".into());
+    }
+    if rooms == 1 || o.scenario == Scenario::Idle {
+        return Ok(());
+    }
+    if senders < rooms {
+        return Err(format!(
+            "--senders ({senders}) must be at least --rooms ({rooms}): every room needs a sender"
+        ));
+    }
+    if clients < senders + rooms {
+        return Err(format!(
+            "--clients ({clients}) must be at least --senders + --rooms ({}): every room needs an observer that does not send",
+            senders + rooms
+        ));
     }
     Ok(())
 }
@@ -371,6 +407,31 @@ mod tests {
         assert!(run(&["throughput", "--addr", "127.0.0.1:1", "--clients", "8"]).is_err());
         assert!(run(&["throughput", "--addr", "127.0.0.1:1", "--line-bytes", "10"]).is_err());
         assert!(run(&["bogus", "--addr", "127.0.0.1:1"]).is_err());
+        let rooms = |c: &str, s: &str, r: &str| {
+            run(&[
+                "throughput",
+                "--addr",
+                "127.0.0.1:1",
+                "--clients",
+                c,
+                "--senders",
+                s,
+                "--rooms",
+                r,
+            ])
+        };
+        assert_eq!(rooms("1000", "200", "100").unwrap().rooms, 100);
+        assert!(
+            rooms("1000", "50", "100").is_err(),
+            "fewer senders than rooms"
+        );
+        assert!(
+            rooms("120", "100", "100").is_err(),
+            "a room without observer"
+        );
+        assert!(rooms("200", "100", "100").is_ok());
+        let idle = run(&["idle", "--addr", "127.0.0.1:1", "--rooms", "1000"]).unwrap();
+        assert_eq!((idle.clients, idle.rooms), (10_000, 1000));
         assert!(run(&["--addr", "127.0.0.1:1"]).is_err());
         assert!(matches!(
             parse(["--help"].iter().map(std::ffi::OsString::from)),

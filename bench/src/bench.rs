@@ -19,6 +19,7 @@ use crate::procstat::{
 use crate::reactor::{Reactor, TIMER};
 use crate::receive::Reader;
 use crate::report::{Measured, Report};
+use crate::rooms::{self, JoinReply, Layout};
 use crate::senders::Senders;
 use crate::slow::{self, SlowEnd};
 use crate::tally::Tally;
@@ -80,11 +81,12 @@ impl Bench {
         let kernel_ts = o.scenario == Scenario::Latency;
         let reactor = Reactor::new()?;
         let registry = reactor.registry().try_clone()?;
+        let layout = Layout::new(o.rooms, s);
         Ok(Bench {
-            conns: Connections::new(registry, &o, clients, kernel_ts),
+            conns: Connections::new(registry, &o, (clients, layout), kernel_ts),
             senders: Senders::new(s, o.line_bytes, (o.window, o.rate), base)?,
             reader: Reader::new(kernel_ts, o.quickack, base),
-            tally: Tally::new(o.line_bytes, (n, n + extra, s), base, kernel_ts)?,
+            tally: Tally::new(o.line_bytes, (n, n + extra, layout), base, kernel_ts)?,
             reactor,
             mem: MemWatch::new(o.server_pid),
             next_sample: base,
@@ -171,7 +173,7 @@ impl Bench {
                 }
             }
             (State::Connected, true) => self.watch_slow(ev),
-            (State::Connected | State::Greeting, false) => {
+            (State::Connected | State::Greeting | State::Joining, false) => {
                 if ev.is_writable() && self.conns.client(idx).pending_out() > 0 {
                     self.conns.flush(idx);
                 }
@@ -220,12 +222,26 @@ impl Bench {
             senders,
             ..
         } = self;
+        let mut joining = conns.client(idx).state == State::Joining;
+        let mut reply = (JoinReply::Other, String::new());
         let end = reader.read(conns.client_mut(idx), to_end, |line, now, rx| {
+            if joining {
+                reply.0 = rooms::join_reply(line);
+                if reply.0 != JoinReply::Other {
+                    joining = false;
+                    reply.1 = String::from_utf8_lossy(line).into_owned();
+                }
+            }
             tally.on_line(idx, line, (now, rx), senders)
         });
         if end.got_data {
             // The first byte is the greeting: the server has it.
             self.conns.promote(idx);
+        }
+        match reply.0 {
+            JoinReply::Joined => self.conns.joined(idx),
+            JoinReply::Refused => self.conns.join_refused(idx, &reply.1),
+            JoinReply::Other => {}
         }
         if let Some(why) = end.closed {
             self.conns.lost(idx, why, now_ns());

@@ -15,6 +15,8 @@ pub enum State {
     /// Established, waiting for the first byte from the server (see
     /// `Connections::step`).
     Greeting,
+    /// Greeted, sent `/join`, waiting for the room's `*** <n> here:` line.
+    Joining,
     Connected,
     Closed,
     Failed,
@@ -24,6 +26,7 @@ pub enum State {
 #[derive(Default)]
 pub struct Attempt {
     pub count: u32,
+    /// When the current step of the attempt (connect, greeting, join) began.
     pub started: u64,
     /// An empty line was sent to wake a connection the server never accepted.
     pub poked: bool,

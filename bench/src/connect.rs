@@ -25,7 +25,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::args::Opts;
 use crate::client::{Client, State};
 use crate::log;
-use crate::procstat::SEC;
+use crate::procstat::{SEC, now_ns};
+use crate::rooms::Layout;
 
 /// Connect attempts per client, and how long one attempt may take.
 const CONNECT_ATTEMPTS: u32 = 20;
@@ -42,6 +43,8 @@ const GREETING_TIMEOUT: u64 = 4_000_000_000;
 const STALE_MAX: u64 = 15_000_000_000;
 /// How long the first connection waits to find out whether the server greets.
 const GREETING_PROBE: u64 = 2_000_000_000;
+/// How long a greeted client waits for the answer to its `/join`.
+const JOIN_TIMEOUT: u64 = 5_000_000_000;
 
 #[derive(Default)]
 pub struct ConnectStats {
@@ -63,6 +66,7 @@ pub struct Connections {
     slow_rcvbuf: usize,
     kernel_ts: bool,
     name_first: bool,
+    layout: Layout,
     parallel: usize,
     clients: Vec<Client>,
     queue: VecDeque<usize>,
@@ -78,13 +82,19 @@ pub struct Connections {
 
 impl Connections {
     /// `registry`: the poller's (a clone of it), for the clients' sockets.
-    pub fn new(registry: Registry, o: &Opts, clients: Vec<Client>, kernel_ts: bool) -> Self {
+    pub fn new(
+        registry: Registry,
+        o: &Opts,
+        (clients, layout): (Vec<Client>, Layout),
+        kernel_ts: bool,
+    ) -> Self {
         Connections {
             registry,
             addr: o.addr,
             slow_rcvbuf: o.slow_rcvbuf,
             kernel_ts,
             name_first: o.name_first,
+            layout,
             parallel: o.connect_parallel,
             clients,
             queue: VecDeque::new(),
@@ -262,11 +272,49 @@ impl Connections {
     }
 
     /// The server has this connection (it sent something, or does not greet
-    /// at all): it is done connecting.
+    /// at all): it is done connecting, or, with rooms, goes to its room.
     pub fn promote(&mut self, idx: usize) {
         if self.clients[idx].state != State::Greeting {
             return;
         }
+        if self.greets.is_none() {
+            self.greets = Some(true);
+            log(format_args!(
+                "the server greets newcomers: a connection counts once its first byte arrives"
+            ));
+        }
+        if self.layout.joins() {
+            let line = self.layout.join_line(idx);
+            let c = &mut self.clients[idx];
+            c.queue(&line);
+            c.state = State::Joining;
+            c.attempt.started = now_ns();
+            self.flush(idx);
+            // The slow client never reads the answer.
+            if !self.clients[idx].slow {
+                return;
+            }
+        }
+        self.connected(idx);
+    }
+
+    /// Client `idx` read the answer to its `/join`: it is in its room.
+    pub fn joined(&mut self, idx: usize) {
+        if self.clients[idx].state == State::Joining {
+            self.connected(idx);
+        }
+    }
+
+    /// The server refused client `idx`'s `/join` with `line`.
+    pub fn join_refused(&mut self, idx: usize, line: &str) {
+        if self.clients[idx].state == State::Joining {
+            let e = io::Error::other(format!("/join refused: {line}"));
+            self.fail(idx, e, false, now_ns());
+        }
+    }
+
+    /// Client `idx` is connected (and in its room): its slot is free.
+    fn connected(&mut self, idx: usize) {
         if let Some(p) = self.in_flight.iter().position(|&i| i == idx) {
             self.in_flight.swap_remove(p);
         }
@@ -281,12 +329,6 @@ impl Connections {
             log(format_args!("client {idx}: greeted after all"));
         }
         self.st.connected_ever += 1;
-        if self.greets.is_none() {
-            self.greets = Some(true);
-            log(format_args!(
-                "the server greets newcomers: a connection counts once its first byte arrives"
-            ));
-        }
     }
 
     /// The server closed client `idx` (or writing to it failed).
@@ -312,7 +354,7 @@ impl Connections {
     /// Reading client `idx` ended with `why` (end of stream or an error):
     /// a failed attempt while it waited for its greeting, else a close.
     pub fn lost(&mut self, idx: usize, why: String, now: u64) {
-        if self.clients[idx].state == State::Greeting {
+        if matches!(self.clients[idx].state, State::Greeting | State::Joining) {
             let e = io::Error::new(ErrorKind::ConnectionReset, why);
             self.fail(idx, e, true, now);
         } else {
@@ -330,6 +372,7 @@ impl Connections {
                 (State::Greeting, None) => GREETING_PROBE,
                 (State::Greeting, _) if c.attempt.poked => GREETING_TIMEOUT,
                 (State::Greeting, _) => GREETING_POKE,
+                (State::Joining, _) => JOIN_TIMEOUT,
                 _ => CONNECT_ATTEMPT_TIMEOUT,
             }
     }
@@ -422,6 +465,12 @@ impl Connections {
                 self.flush(idx);
             } else if c.state == State::Greeting {
                 self.go_stale(idx, now);
+            } else if c.state == State::Joining {
+                let e = io::Error::other(format!(
+                    "no `*** <n> here:` answer to /join within {} s (does the server have rooms?)",
+                    JOIN_TIMEOUT / 1_000_000_000
+                ));
+                self.fail(idx, e, false, now);
             } else {
                 self.fail(idx, io::Error::from(ErrorKind::TimedOut), true, now);
             }

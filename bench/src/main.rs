@@ -11,6 +11,7 @@ mod procstat;
 mod reactor;
 mod receive;
 mod report;
+mod rooms;
 mod rxts;
 mod senders;
 mod slow;

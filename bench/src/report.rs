@@ -59,7 +59,8 @@ impl Report<'_> {
             .opt_str("label", self.o.label.as_deref())
             .str("addr", &self.o.addr.to_string())
             .opt_u64("server_pid", self.o.server_pid.map(u64::from))
-            .u64("clients", self.o.clients as u64);
+            .u64("clients", self.o.clients as u64)
+            .u64("rooms", self.o.rooms as u64);
     }
 
     fn connection_fields(&self, o: &mut Obj) {
@@ -166,6 +167,7 @@ impl Report<'_> {
             .u64("duplicates", st.duplicates)
             .u64("order_violations", st.order_violations)
             .u64("malformed_lines", st.malformed)
+            .u64("cross_room_lines", st.cross_room)
             .u64("notice_lines", st.noise)
             .u64("overlong_lines", self.reader.overlong)
             .u64("window_resets", self.senders.window_resets)

@@ -7,6 +7,7 @@ use std::io;
 use hdrhistogram::Histogram;
 
 use crate::client::{Client, State};
+use crate::rooms::Layout;
 use crate::senders::Senders;
 use crate::token::{Line, Scanner};
 
@@ -60,12 +61,16 @@ pub struct LineStats {
     pub self_seen: u64,
     /// Distinct valid lines received during the measured interval.
     pub delivered: u64,
+    /// Lines of a sender in another room than the receiver's: a server
+    /// that leaks between rooms (never counted as delivered).
+    pub cross_room: u64,
 }
 
 pub struct Tally {
     scanner: Scanner,
     senders: usize,
-    observer: usize,
+    /// Rooms, senders and observers.
+    layout: Layout,
     /// The run's time zero (tokens carry send times relative to it).
     base: u64,
     tracks: Vec<Track>,
@@ -90,18 +95,19 @@ pub fn histogram() -> io::Result<Histogram<u64>> {
 }
 
 impl Tally {
-    /// `receivers` clients that read, `clients` in all, the first
-    /// `senders` of them sending and the next one the observer.
+    /// `receivers` clients that read, `clients` in all; `layout` says
+    /// which of them send and observe, and who is in which room.
     pub fn new(
         line_bytes: usize,
-        (receivers, clients, senders): (usize, usize, usize),
+        (receivers, clients, layout): (usize, usize, Layout),
         base: u64,
         keep_read_latency: bool,
     ) -> io::Result<Self> {
+        let senders = layout.senders;
         Ok(Tally {
             scanner: Scanner::new(line_bytes),
             senders,
-            observer: senders,
+            layout,
             base,
             tracks: vec![Track::default(); receivers * senders],
             uniq: vec![0; clients],
@@ -162,7 +168,13 @@ impl Tally {
         (now, rx): (u64, u64),
         senders: &mut Senders,
     ) {
-        let Some(snd) = senders.arrived(s, seq, idx == self.observer, now) else {
+        let room = self.layout.room_of(idx);
+        if s < self.senders && self.layout.room_of(s) != room {
+            self.st.cross_room += 1;
+            return;
+        }
+        let observer = self.layout.observes(idx);
+        let Some(snd) = senders.arrived(s, seq, observer, now) else {
             // Not a line this run sent: as good as mangled.
             self.st.malformed += 1;
             return;
@@ -198,21 +210,25 @@ impl Tally {
 
     /// (expected, received) distinct measured lines over the clients that
     /// were receiving when the interval began; with `connected_only`, over
-    /// those still connected. A client expects every measured line, less
-    /// its own when the server does not echo.
+    /// those still connected. A client expects every measured line of its
+    /// room, less its own when the server does not echo.
     pub fn deliveries(
         &self,
         senders: &Senders,
         clients: &[Client],
         connected_only: bool,
     ) -> (u64, u64) {
-        let total = senders.measured_total();
+        let mut per_room = vec![0u64; self.layout.rooms];
+        for s in 0..senders.count() {
+            per_room[self.layout.room_of(s)] += senders.measured(s);
+        }
         let mut exp = 0;
         let mut got = 0;
         for (i, c) in clients.iter().enumerate() {
             if !c.receiving || (connected_only && c.state != State::Connected) {
                 continue;
             }
+            let total = per_room[self.layout.room_of(i)];
             exp += match c.sender {
                 Some(s) if !self.echo() => total - senders.measured(s),
                 _ => total,
