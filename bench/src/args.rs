@@ -75,6 +75,18 @@ OPTIONS:
                              servers without TCP_NODELAY from their speed)
     --name-first             every client first sends a name line
                              (`bench<i>`), for servers that ask for one
+    --tls                    every client speaks TLS (rustls with ring, TLS 1.2
+                             and 1.3, no session resumption: every handshake
+                             is a full one); a client counts as connected
+                             after the handshake and the server's greeting.
+                             Needs --tls-ca or --tls-insecure
+    --tls-ca FILE            PEM certificates to trust: one the server
+                             presents is accepted as it is (pinned, e.g. a
+                             self-signed test certificate), else they are
+                             trust anchors for the chain and --tls-name
+    --tls-insecure           accept any certificate and handshake signature
+    --tls-name NAME          server name sent (SNI) and checked
+                             (default localhost)
     --slow-rcvbuf BYTES      slow-reader: SO_RCVBUF of the slow client
                              (default 4096)
     --sample-ms MS           RSS sampling period (default 50)
@@ -134,6 +146,10 @@ pub struct Opts {
     pub connect_parallel: usize,
     pub quickack: bool,
     pub name_first: bool,
+    pub tls: bool,
+    pub tls_ca: Option<std::path::PathBuf>,
+    pub tls_insecure: bool,
+    pub tls_name: String,
     pub slow_rcvbuf: usize,
     pub sample_ms: u64,
     pub label: Option<String>,
@@ -174,6 +190,10 @@ fn defaults() -> Opts {
         connect_parallel: 8,
         quickack: false,
         name_first: false,
+        tls: false,
+        tls_ca: None,
+        tls_insecure: false,
+        tls_name: "localhost".to_string(),
         slow_rcvbuf: 4096,
         sample_ms: 50,
         label: None,
@@ -243,6 +263,10 @@ fn set_option(o: &mut Opts, name: &str, p: &mut lexopt::Parser) -> Result<(), St
         "connect-parallel" => o.connect_parallel = value(p)?,
         "quickack" => o.quickack = true,
         "name-first" => o.name_first = true,
+        "tls" => o.tls = true,
+        "tls-ca" => o.tls_ca = Some(p.value().map_err(|e| e.to_string())?.into()),
+        "tls-insecure" => o.tls_insecure = true,
+        "tls-name" => o.tls_name = value(p)?,
         "slow-rcvbuf" => o.slow_rcvbuf = value(p)?,
         "sample-ms" => o.sample_ms = value(p)?,
         "label" => o.label = Some(value(p)?),
@@ -278,6 +302,7 @@ fn validate(o: &mut Opts) -> Result<(), String> {
         }
     }
     check_rooms(o)?;
+    check_tls(o)?;
     if o.window == 0 {
         return Err("--window must be at least 1".into());
     }
@@ -327,6 +352,25 @@ fn check_rooms(o: &Opts) -> Result<(), String> {
             "--clients ({clients}) must be at least --senders + --rooms ({}): every room needs an observer that does not send",
             senders + rooms
         ));
+    }
+    Ok(())
+}
+
+fn check_tls(o: &Opts) -> Result<(), String> {
+    let verifies = o.tls_ca.is_some() || o.tls_insecure;
+    if !o.tls && verifies {
+        return Err("--tls-ca and --tls-insecure go with --tls".into());
+    }
+    if o.tls && !verifies {
+        return Err(
+            "--tls needs --tls-ca FILE (the certificate to trust) or --tls-insecure".into(),
+        );
+    }
+    if o.tls_ca.is_some() && o.tls_insecure {
+        return Err("--tls-ca and --tls-insecure exclude each other".into());
+    }
+    if o.tls && o.scenario == Scenario::SlowReader {
+        return Err("slow-reader does not support --tls".into());
     }
     Ok(())
 }
@@ -407,6 +451,15 @@ mod tests {
         assert!(run(&["throughput", "--addr", "127.0.0.1:1", "--clients", "8"]).is_err());
         assert!(run(&["throughput", "--addr", "127.0.0.1:1", "--line-bytes", "10"]).is_err());
         assert!(run(&["bogus", "--addr", "127.0.0.1:1"]).is_err());
+        assert!(run(&["--addr", "127.0.0.1:1"]).is_err());
+        assert!(matches!(
+            parse(["--help"].iter().map(std::ffi::OsString::from)),
+            Ok(Parsed::Help)
+        ));
+    }
+
+    #[test]
+    fn rooms_and_tls() {
         let rooms = |c: &str, s: &str, r: &str| {
             run(&[
                 "throughput",
@@ -430,12 +483,18 @@ mod tests {
             "a room without observer"
         );
         assert!(rooms("200", "100", "100").is_ok());
+        let tls = |extra: &[&str]| {
+            let mut a = vec!["throughput", "--addr", "127.0.0.1:1"];
+            a.extend_from_slice(extra);
+            run(&a)
+        };
+        let o = tls(&["--tls", "--tls-ca", "/tmp/c.pem"]).unwrap();
+        assert!(o.tls && o.tls_ca.is_some() && o.tls_name == "localhost");
+        assert!(tls(&["--tls", "--tls-insecure"]).is_ok());
+        assert!(tls(&["--tls"]).is_err(), "nothing to verify with");
+        assert!(tls(&["--tls-insecure"]).is_err(), "without --tls");
+        assert!(tls(&["--tls", "--tls-insecure", "--tls-ca", "x"]).is_err());
         let idle = run(&["idle", "--addr", "127.0.0.1:1", "--rooms", "1000"]).unwrap();
         assert_eq!((idle.clients, idle.rooms), (10_000, 1000));
-        assert!(run(&["--addr", "127.0.0.1:1"]).is_err());
-        assert!(matches!(
-            parse(["--help"].iter().map(std::ffi::OsString::from)),
-            Ok(Parsed::Help)
-        ));
     }
 }

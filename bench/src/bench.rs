@@ -23,6 +23,7 @@ use crate::rooms::{self, JoinReply, Layout};
 use crate::senders::Senders;
 use crate::slow::{self, SlowEnd};
 use crate::tally::Tally;
+use crate::tls::TlsSetup;
 
 /// Drain ends early after this long without any byte from the server.
 const DRAIN_QUIET: u64 = 2_000_000_000;
@@ -82,10 +83,15 @@ impl Bench {
         let reactor = Reactor::new()?;
         let registry = reactor.registry().try_clone()?;
         let layout = Layout::new(o.rooms, s);
+        let tls = o
+            .tls
+            .then(|| TlsSetup::new(o.tls_ca.as_deref(), &o.tls_name))
+            .transpose()
+            .map_err(io::Error::other)?;
         Ok(Bench {
-            conns: Connections::new(registry, &o, (clients, layout), kernel_ts),
+            conns: Connections::new(registry, &o, (clients, layout, tls), kernel_ts),
             senders: Senders::new(s, o.line_bytes, (o.window, o.rate), base)?,
-            reader: Reader::new(kernel_ts, o.quickack, base),
+            reader: Reader::new(kernel_ts, o.quickack, o.tls, base),
             tally: Tally::new(o.line_bytes, (n, n + extra, layout), base, kernel_ts)?,
             reactor,
             mem: MemWatch::new(o.server_pid),
@@ -174,7 +180,7 @@ impl Bench {
             }
             (State::Connected, true) => self.watch_slow(ev),
             (State::Connected | State::Greeting | State::Joining, false) => {
-                if ev.is_writable() && self.conns.client(idx).pending_out() > 0 {
+                if ev.is_writable() && self.conns.client(idx).wants_write() {
                     self.conns.flush(idx);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -234,6 +240,10 @@ impl Bench {
             }
             tally.on_line(idx, line, (now, rx), senders)
         });
+        if end.closed.is_none() && self.conns.client(idx).wants_write() {
+            // TLS: the handshake's next message, or an answer to the server.
+            self.conns.flush(idx);
+        }
         if end.got_data {
             // The first byte is the greeting: the server has it.
             self.conns.promote(idx);
@@ -244,7 +254,7 @@ impl Bench {
             JoinReply::Other => {}
         }
         if let Some(why) = end.closed {
-            self.conns.lost(idx, why, now_ns());
+            self.conns.lost(idx, why, !end.tls_error, now_ns());
         }
     }
 

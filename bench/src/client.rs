@@ -4,6 +4,7 @@
 use std::io::{ErrorKind, Write};
 
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 
 use crate::receive::Framer;
 use crate::token;
@@ -36,6 +37,8 @@ pub struct Attempt {
 
 pub struct Client {
     pub stream: Option<TcpStream>,
+    /// With `--tls`: the connection's TLS state, between `out` and the socket.
+    pub tls: Option<Box<ClientConnection>>,
     pub state: State,
     pub attempt: Attempt,
     /// The slow-reader scenario's client that never reads.
@@ -54,6 +57,7 @@ impl Client {
     pub fn new(slow: bool, sender: Option<usize>) -> Self {
         Client {
             stream: None,
+            tls: None,
             state: State::Waiting,
             attempt: Attempt::default(),
             slow,
@@ -68,6 +72,12 @@ impl Client {
     /// Bytes queued and not yet written.
     pub fn pending_out(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// Is anything waiting to be written: queued lines, or TLS records
+    /// (a handshake message, encrypted lines)?
+    pub fn wants_write(&self) -> bool {
+        self.pending_out() > 0 || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     pub fn queue(&mut self, bytes: &[u8]) {
@@ -86,7 +96,9 @@ impl Client {
     /// connection is gone; the caller closes it.
     pub fn flush(&mut self) -> Result<(), String> {
         let mut res = Ok(());
-        if let Some(stream) = self.stream.as_mut() {
+        if let (Some(stream), Some(tls)) = (self.stream.as_mut(), self.tls.as_deref_mut()) {
+            res = crate::tls::write(tls, stream, &self.out, &mut self.out_pos);
+        } else if let Some(stream) = self.stream.as_mut() {
             while self.out_pos < self.out.len() {
                 match stream.write(&self.out[self.out_pos..]) {
                     Ok(0) => {

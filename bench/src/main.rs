@@ -17,6 +17,7 @@ mod senders;
 mod slow;
 mod tally;
 mod timer;
+mod tls;
 mod token;
 
 use std::process::ExitCode;

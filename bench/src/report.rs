@@ -60,7 +60,8 @@ impl Report<'_> {
             .str("addr", &self.o.addr.to_string())
             .opt_u64("server_pid", self.o.server_pid.map(u64::from))
             .u64("clients", self.o.clients as u64)
-            .u64("rooms", self.o.rooms as u64);
+            .u64("rooms", self.o.rooms as u64)
+            .bool("tls", self.o.tls);
     }
 
     fn connection_fields(&self, o: &mut Obj) {
@@ -73,7 +74,8 @@ impl Report<'_> {
             .u64("connect_failed", self.conns.failed())
             .opt_f64("connect_timed_out_after_s", st.timed_out, 1)
             .u64("closed_by_server", st.closed_by_server)
-            .opt_str("last_connect_error", st.last_error.as_deref());
+            .opt_str("last_connect_error", st.last_error.as_deref())
+            .opt_str("tls_negotiated", st.tls.as_deref());
     }
 
     fn connection_status(&self) -> Option<String> {
