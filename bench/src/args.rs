@@ -25,6 +25,11 @@ SCENARIOS:
     slow-reader  throughput plus one extra client that never reads (small
                  SO_RCVBUF); reports healthy receivers' delivered lines/s, peak
                  RSS and whether the slow client was disconnected
+    handshakes   open N connections (with --tls: full TLS handshakes) as
+                 fast as --connect-parallel in flight allow (default 64 here),
+                 each closed by the generator once greeted; reports
+                 handshakes/s, the time each took, and the server's CPU busy
+                 fraction and CPU per handshake over the run
 
 FLOOR SERVER:
     floor-server the smallest fan-out server on natter's loop design (one
@@ -61,11 +66,19 @@ OPTIONS:
                              2 s without a byte from the server)
     --rate LPS               latency: total lines/s over all senders
                              (default 2000)
+    --burst N                latency: N more clients (TLS ones with --tls)
+                             connect all at once during the measured interval;
+                             the latency of the lines sent from then until the
+                             last of them is connected is reported apart
+                             (latency_burst_us, the rest latency_calm_us)
+    --burst-at SECS          when the burst starts, in seconds into the
+                             measured interval (default: half of --duration)
     --settle SECS            after connecting, read until no byte arrived for
                              this long (default 1.5)
     --settle-max SECS        give up settling after this long (default 120)
     --connect-timeout SECS   give up connecting after this long (default 120)
-    --connect-parallel K     connects in flight at once (default 8), each
+    --connect-parallel K     connects in flight at once (default 8;
+                             handshakes: 64), each
                              until the server has greeted it; refused or
                              reset connects are retried after a backoff.
                              Keep it below the server's accept backlog
@@ -113,6 +126,7 @@ pub enum Scenario {
     Latency,
     Idle,
     SlowReader,
+    Handshakes,
 }
 
 impl Scenario {
@@ -122,7 +136,13 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Idle => "idle",
             Scenario::SlowReader => "slow-reader",
+            Scenario::Handshakes => "handshakes",
         }
+    }
+
+    /// Scenarios without senders.
+    pub fn silent(self) -> bool {
+        matches!(self, Scenario::Idle | Scenario::Handshakes)
     }
 }
 
@@ -140,6 +160,8 @@ pub struct Opts {
     pub warmup: f64,
     pub drain: f64,
     pub rate: f64,
+    pub burst: usize,
+    pub burst_at: Option<f64>,
     pub settle: f64,
     pub settle_max: f64,
     pub connect_timeout: f64,
@@ -184,6 +206,8 @@ fn defaults() -> Opts {
         warmup: 1.0,
         drain: 30.0,
         rate: 2000.0,
+        burst: 0,
+        burst_at: None,
         settle: 1.5,
         settle_max: 120.0,
         connect_timeout: 120.0,
@@ -207,12 +231,14 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Pars
     let mut scenario = None;
     let mut addr: Option<SocketAddr> = None;
     let mut clients = None;
+    let mut parallel = None;
     let e = |e: lexopt::Error| e.to_string();
     while let Some(arg) = p.next().map_err(e)? {
         match arg {
             Short('h') | Long("help") => return Ok(Parsed::Help),
             Long("addr") => addr = Some(value(&mut p)?),
             Long("clients") => clients = Some(value(&mut p)?),
+            Long("connect-parallel") => parallel = Some(value(&mut p)?),
             Long(name) => {
                 let name = name.to_string();
                 set_option(&mut o, &name, &mut p)?;
@@ -226,11 +252,13 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Pars
     o.scenario = scenario.ok_or("missing scenario (see --help)")?;
     o.addr = addr.ok_or("missing --addr (see --help)")?;
     check_loopback(o.addr)?;
-    o.clients = clients.unwrap_or(if o.scenario == Scenario::Idle {
-        10_000
-    } else {
-        100
+    o.clients = clients.unwrap_or(match o.scenario {
+        Scenario::Idle => 10_000,
+        Scenario::Handshakes => 1000,
+        _ => 100,
     });
+    let handshakes = o.scenario == Scenario::Handshakes;
+    o.connect_parallel = parallel.unwrap_or(if handshakes { 64 } else { 8 });
     validate(&mut o)?;
     Ok(Parsed::Run(Box::new(o)))
 }
@@ -257,10 +285,11 @@ fn set_option(o: &mut Opts, name: &str, p: &mut lexopt::Parser) -> Result<(), St
         "warmup" => o.warmup = value(p)?,
         "drain" => o.drain = value(p)?,
         "rate" => o.rate = value(p)?,
+        "burst" => o.burst = value(p)?,
+        "burst-at" => o.burst_at = Some(value(p)?),
         "settle" => o.settle = value(p)?,
         "settle-max" => o.settle_max = value(p)?,
         "connect-timeout" => o.connect_timeout = value(p)?,
-        "connect-parallel" => o.connect_parallel = value(p)?,
         "quickack" => o.quickack = true,
         "name-first" => o.name_first = true,
         "tls" => o.tls = true,
@@ -281,6 +310,7 @@ fn scenario_named(v: &str) -> Result<Scenario, String> {
         "latency" => Scenario::Latency,
         "idle" => Scenario::Idle,
         "slow-reader" | "slow_reader" | "slowreader" => Scenario::SlowReader,
+        "handshakes" => Scenario::Handshakes,
         other => return Err(format!("unknown scenario {other:?} (see --help)")),
     })
 }
@@ -291,7 +321,7 @@ fn validate(o: &mut Opts) -> Result<(), String> {
     if clients == 0 || clients > 1_000_000 {
         return Err("--clients must be between 1 and 1000000".into());
     }
-    if o.scenario != Scenario::Idle {
+    if !o.scenario.silent() {
         if senders == 0 || senders as u64 > MAX_SENDER {
             return Err(format!("--senders must be between 1 and {MAX_SENDER}"));
         }
@@ -303,6 +333,7 @@ fn validate(o: &mut Opts) -> Result<(), String> {
     }
     check_rooms(o)?;
     check_tls(o)?;
+    check_burst(o)?;
     if o.window == 0 {
         return Err("--window must be at least 1".into());
     }
@@ -312,7 +343,7 @@ fn validate(o: &mut Opts) -> Result<(), String> {
         ));
     }
     o.duration = secs(o.duration, "--duration", 3600.0)?;
-    if o.duration <= 0.0 && o.scenario != Scenario::Idle {
+    if o.duration <= 0.0 && !o.scenario.silent() {
         return Err("--duration must be positive".into());
     }
     o.warmup = secs(o.warmup, "--warmup", 600.0)?;
@@ -338,6 +369,9 @@ fn check_rooms(o: &Opts) -> Result<(), String> {
     let (rooms, clients, senders) = (o.rooms, o.clients, o.senders);
     if rooms == 0 || rooms > 100_000 {
         return Err("--rooms must be between 1 and 100000".into());
+    }
+    if rooms > 1 && o.scenario == Scenario::Handshakes {
+        return Err("handshakes does not join rooms (each client leaves once greeted)".into());
     }
     if rooms == 1 || o.scenario == Scenario::Idle {
         return Ok(());
@@ -372,6 +406,28 @@ fn check_tls(o: &Opts) -> Result<(), String> {
     if o.tls && o.scenario == Scenario::SlowReader {
         return Err("slow-reader does not support --tls".into());
     }
+    Ok(())
+}
+
+/// `--burst`: only in the latency scenario, inside the measured interval.
+fn check_burst(o: &mut Opts) -> Result<(), String> {
+    if o.burst == 0 {
+        return match o.burst_at {
+            Some(_) => Err("--burst-at goes with --burst".into()),
+            None => Ok(()),
+        };
+    }
+    if o.scenario != Scenario::Latency {
+        return Err("--burst is for the latency scenario".into());
+    }
+    if o.burst > 100_000 {
+        return Err("--burst must be at most 100000".into());
+    }
+    let at = o.burst_at.unwrap_or(o.duration / 2.0);
+    if !(at.is_finite() && at >= 0.0 && at < o.duration) {
+        return Err("--burst-at must be within the measured interval (0 to --duration)".into());
+    }
+    o.burst_at = Some(at);
     Ok(())
 }
 
@@ -494,6 +550,16 @@ mod tests {
         assert!(tls(&["--tls"]).is_err(), "nothing to verify with");
         assert!(tls(&["--tls-insecure"]).is_err(), "without --tls");
         assert!(tls(&["--tls", "--tls-insecure", "--tls-ca", "x"]).is_err());
+        let lat = |extra: &[&str]| {
+            let mut a = vec!["latency", "--addr", "127.0.0.1:1", "--duration", "4"];
+            a.extend_from_slice(extra);
+            run(&a)
+        };
+        assert_eq!(lat(&["--burst", "200"]).unwrap().burst_at, Some(2.0));
+        assert!(lat(&["--burst", "200", "--burst-at", "4"]).is_err());
+        assert!(lat(&["--burst-at", "1"]).is_err());
+        let h = run(&["handshakes", "--addr", "127.0.0.1:1"]).unwrap();
+        assert_eq!((h.clients, h.connect_parallel), (1000, 64));
         let idle = run(&["idle", "--addr", "127.0.0.1:1", "--rooms", "1000"]).unwrap();
         assert_eq!((idle.clients, idle.rooms), (10_000, 1000));
     }

@@ -21,6 +21,10 @@ pub enum State {
     Connected,
     Closed,
     Failed,
+    /// Connected, then hung up by the generator (the handshakes scenario):
+    /// its FIN is sent, and what still arrives is read and dropped until
+    /// the server closes too, so that the close is never a reset.
+    Done,
 }
 
 /// The current connect attempt.
@@ -29,6 +33,8 @@ pub struct Attempt {
     pub count: u32,
     /// When the current step of the attempt (connect, greeting, join) began.
     pub started: u64,
+    /// When the current attempt opened its socket.
+    pub opened: u64,
     /// An empty line was sent to wake a connection the server never accepted.
     pub poked: bool,
     /// Counted in `connect_failed` while still open, waiting for a greeting.
@@ -51,6 +57,11 @@ pub struct Client {
     out_pos: usize,
     /// This client's sender index, if it sends.
     pub sender: Option<usize>,
+    /// Hangs up once connected (the handshakes scenario, a burst).
+    pub transient: bool,
+    /// When it became connected, and how long that took from the opening
+    /// of the attempt's socket (TCP, TLS, greeting, join).
+    pub connected: Option<(u64, u64)>,
 }
 
 impl Client {
@@ -66,6 +77,8 @@ impl Client {
             out: Vec::new(),
             out_pos: 0,
             sender,
+            transient: false,
+            connected: None,
         }
     }
 

@@ -15,7 +15,7 @@
 mod phase;
 
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
@@ -153,6 +153,7 @@ impl Connections {
         let c = &mut self.clients[idx];
         c.attempt.count += 1;
         c.attempt.started = now;
+        c.attempt.opened = now;
         match self.open(idx) {
             Ok((stream, tls)) => {
                 let c = &mut self.clients[idx];
@@ -248,7 +249,7 @@ impl Connections {
                 let c = &mut self.clients[idx];
                 c.state = State::Greeting;
                 c.attempt.started = now;
-                if self.greets == Some(false) {
+                if self.greets == Some(false) && self.clients[idx].tls.is_none() {
                     self.promote(idx);
                 }
                 if self.name_first {
@@ -280,6 +281,21 @@ impl Connections {
         if waiting {
             self.promote(idx);
         }
+    }
+
+    /// Client `idx` was read; `got_data`: plaintext came. The first is the
+    /// greeting; from a server that does not greet, a TLS connection is
+    /// made once its handshake is done.
+    pub fn read_progress(&mut self, idx: usize, got_data: bool) {
+        if got_data || (self.greets == Some(false) && self.handshake_done(idx)) {
+            self.promote(idx);
+        }
+    }
+
+    /// Is client `idx` past its TLS handshake (or without TLS)?
+    pub fn handshake_done(&self, idx: usize) -> bool {
+        let c = &self.clients[idx];
+        c.stream.is_some() && c.tls.as_ref().is_none_or(|t| !t.is_handshaking())
     }
 
     /// The server has this connection (it sent something, or does not greet
@@ -332,8 +348,10 @@ impl Connections {
         if let Some(p) = self.stale.iter().position(|&(i, _)| i == idx) {
             self.stale.swap_remove(p);
         }
+        let now = now_ns();
         let c = &mut self.clients[idx];
         c.state = State::Connected;
+        c.connected = Some((now, now.saturating_sub(c.attempt.opened)));
         if self.st.tls.is_none() {
             self.st.tls = c.tls.as_deref().map(tls::describe);
         }
@@ -343,6 +361,56 @@ impl Connections {
             log(format_args!("client {idx}: greeted after all"));
         }
         self.st.connected_ever += 1;
+        if self.clients[idx].transient {
+            self.hang_up(idx);
+        }
+    }
+
+    /// Hang up client `idx` (with TLS, after a close_notify): send a FIN
+    /// and wait for the server's. Closing with unread data would send a
+    /// reset instead, and ncat quits when a connection it has not
+    /// announced yet is reset.
+    fn hang_up(&mut self, idx: usize) {
+        let c = &mut self.clients[idx];
+        if let Some(tls) = c.tls.as_deref_mut() {
+            tls.send_close_notify();
+        }
+        let _ = c.flush();
+        c.tls = None;
+        c.state = State::Done;
+        let shut = c
+            .stream
+            .as_ref()
+            .map(|s| s.shutdown(std::net::Shutdown::Write));
+        if !matches!(shut, Some(Ok(()))) {
+            self.bury(idx);
+        }
+    }
+
+    /// A hung-up client: read and drop what arrives; at the server's close,
+    /// close the socket.
+    pub fn drain_done(&mut self, idx: usize) {
+        let Some(stream) = self.clients[idx].stream.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.bury(idx);
+    }
+
+    /// Close the socket of client `idx` for good.
+    fn bury(&mut self, idx: usize) {
+        if let Some(mut s) = self.clients[idx].stream.take() {
+            let _ = self.registry.deregister(&mut s);
+        }
     }
 
     /// The server closed client `idx` (or writing to it failed).
@@ -370,11 +438,14 @@ impl Connections {
     /// a failed attempt while it waited for its greeting, else a close.
     /// `retry`: worth another attempt (not after a TLS failure).
     pub fn lost(&mut self, idx: usize, why: String, retry: bool, now: u64) {
-        if matches!(self.clients[idx].state, State::Greeting | State::Joining) {
-            let e = io::Error::new(ErrorKind::ConnectionReset, why);
-            self.fail(idx, e, retry, now);
-        } else {
-            self.close(idx, &why);
+        match self.clients[idx].state {
+            State::Greeting | State::Joining => {
+                let e = io::Error::new(ErrorKind::ConnectionReset, why);
+                self.fail(idx, e, retry, now);
+            }
+            // Closed by the generator itself once connected.
+            State::Done => {}
+            _ => self.close(idx, &why),
         }
     }
 }

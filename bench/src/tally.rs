@@ -68,6 +68,8 @@ pub struct LineStats {
 
 pub struct Tally {
     scanner: Scanner,
+    /// Clients whose lines count (a burst's clients are not among them).
+    receivers: usize,
     senders: usize,
     /// Rooms, senders and observers.
     layout: Layout,
@@ -82,11 +84,34 @@ pub struct Tally {
     /// The same, up to when this thread read the line (kept when arrival
     /// times are the kernel's).
     pub hist_user: Histogram<u64>,
+    /// With a burst of connections: `hist` split by send time.
+    pub burst: Option<Box<BurstSplit>>,
     keep_read_latency: bool,
     /// Inside the measured interval: deliveries count.
     measuring: bool,
     last_delivery: u64,
     pub longest_gap: u64,
+}
+
+/// The latency of the lines sent while a burst of connections was under
+/// way (`window`, by intended send time), and of the others.
+pub struct BurstSplit {
+    pub window: (u64, u64),
+    pub during: Histogram<u64>,
+    pub outside: Histogram<u64>,
+}
+
+impl BurstSplit {
+    #[inline]
+    fn record(&mut self, sent_at: u64, latency: u64) {
+        let (from, to) = self.window;
+        let h = if (from..=to).contains(&sent_at) {
+            &mut self.during
+        } else {
+            &mut self.outside
+        };
+        h.saturating_record(latency);
+    }
 }
 
 pub fn histogram() -> io::Result<Histogram<u64>> {
@@ -95,7 +120,7 @@ pub fn histogram() -> io::Result<Histogram<u64>> {
 }
 
 impl Tally {
-    /// `receivers` clients that read, `clients` in all; `layout` says
+    /// `receivers` clients whose lines count, `clients` in all; `layout` says
     /// which of them send and observe, and who is in which room.
     pub fn new(
         line_bytes: usize,
@@ -106,6 +131,7 @@ impl Tally {
         let senders = layout.senders;
         Ok(Tally {
             scanner: Scanner::new(line_bytes),
+            receivers,
             senders,
             layout,
             base,
@@ -114,11 +140,23 @@ impl Tally {
             st: LineStats::default(),
             hist: histogram()?,
             hist_user: histogram()?,
+            burst: None,
             keep_read_latency,
             measuring: false,
             last_delivery: base,
             longest_gap: 0,
         })
+    }
+
+    /// Split the latency by the window of a burst of connections (set in
+    /// `burst.window`; until then, every line is outside it).
+    pub fn split_burst(&mut self) -> io::Result<()> {
+        self.burst = Some(Box::new(BurstSplit {
+            window: (u64::MAX, u64::MAX),
+            during: histogram()?,
+            outside: histogram()?,
+        }));
+        Ok(())
     }
 
     /// Does the server send senders their own lines?
@@ -149,6 +187,9 @@ impl Tally {
         (now, rx): (u64, u64),
         senders: &mut Senders,
     ) {
+        if idx >= self.receivers {
+            return;
+        }
         match self.scanner.classify(line) {
             Line::Noise => self.st.noise += 1,
             Line::Malformed => self.st.malformed += 1,
@@ -199,8 +240,11 @@ impl Tally {
         if seq >= mstart {
             self.uniq[idx] += 1;
             let sent_at = self.base + time_ns;
-            self.hist
-                .saturating_record(rx.saturating_sub(sent_at).max(1_000));
+            let latency = rx.saturating_sub(sent_at).max(1_000);
+            self.hist.saturating_record(latency);
+            if let Some(b) = self.burst.as_deref_mut() {
+                b.record(sent_at, latency);
+            }
             if self.keep_read_latency {
                 self.hist_user
                     .saturating_record(now.saturating_sub(sent_at).max(1_000));
@@ -242,6 +286,22 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn burst_split_goes_by_send_time() {
+        let mut t = Tally::new(64, (2, 2, Layout::new(1, 1)), 0, false).unwrap();
+        t.split_burst().unwrap();
+        let b = t.burst.as_deref_mut().unwrap();
+        b.record(5, 1_000);
+        b.window = (10, u64::MAX);
+        b.record(9, 2_000);
+        b.record(12, 3_000);
+        b.window = (10, 20);
+        b.record(20, 4_000);
+        b.record(21, 5_000);
+        assert_eq!((b.during.len(), b.outside.len()), (2, 3));
+        assert!(b.during.equivalent(b.during.max(), 4_000));
+    }
 
     #[test]
     fn track_tells_late_from_duplicate() {

@@ -40,10 +40,17 @@ impl Connections {
             .unwrap_or(u64::MAX)
     }
 
-    /// Every client is to be connected; the slow client (last) after every
-    /// healthy one.
-    pub fn begin(&mut self) {
-        self.queue = (0..self.clients.len()).collect();
+    /// `clients` are to be connected in this order (the slow client last,
+    /// after every healthy one; a burst's clients later, by `begin_burst`).
+    pub fn begin(&mut self, clients: impl Iterator<Item = usize>) {
+        self.queue = clients.collect();
+    }
+
+    /// `clients` connect all at once (the latency scenario's burst),
+    /// stepped like the connect phase.
+    pub fn begin_burst(&mut self, clients: std::ops::Range<usize>) {
+        self.parallel = clients.len().max(1);
+        self.queue = clients.collect();
     }
 
     /// One round of the connect phase, which began at `start` and must end
@@ -99,9 +106,13 @@ impl Connections {
             if c.state == State::Greeting && self.greets.is_none() {
                 self.greets = Some(false);
                 log(format_args!(
-                    "no greeting from the server: a connection counts once established"
+                    "no greeting from the server: a connection counts once established (with TLS: once its handshake is done)"
                 ));
-                self.promote(idx);
+                if self.handshake_done(idx) {
+                    self.promote(idx);
+                } else {
+                    self.fail(idx, io::Error::from(ErrorKind::TimedOut), true, now);
+                }
             } else if c.state == State::Greeting && !c.attempt.poked {
                 // Established on our side, no greeting: most likely a
                 // SYN-cookie connection that met a full accept queue. Data
