@@ -798,6 +798,9 @@ if "natter" in servers and (("natter", rk) in results or ("natter", rik) in resu
               med("natter", rk, "server_cpu_ns_per_line"),
               med("natter", "throughput-1000", "server_cpu_ns_per_line"), fns, "≤ 1.10×",
               lambda r: r <= 1.1)
+    ratio_row("…the same against one room of 10 (the N = 10 row): CPU per delivered line",
+              med("natter", rk, "server_cpu_ns_per_line"),
+              med("natter", "throughput-10", "server_cpu_ns_per_line"), fns, "–", None)
     ratio_row("1,000 clients in 100 rooms of 10: server core busy",
               med("natter", rk, "server_core_busy"), med("natter", "throughput-1000", "server_core_busy"),
               lambda v: fnum(v, "", 2), "–", None)
