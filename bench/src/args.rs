@@ -44,7 +44,7 @@ OPTIONS:
                              (/proc/PID/status) readings; without it those
                              fields are null
     --clients N              connected clients, senders and observer included
-                             (default 100; idle: 10000)
+                             (default 100; idle: 10000; handshakes: 1000)
     --senders S              sending clients (default 8)
     --window W               unacknowledged lines per sender (default 64)
     --rooms R                spread the clients over R rooms (default 1: all
