@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compare natter with the floor (`natter-bench floor-server`, the smallest
 # fan-out server on natter's loop design), the reference Go chat server
-# (gopl ch. 8) and `ncat --chat`, and write docs/benchmarks.md and
+# (gopl ch. 8) and `ncat --chat`, natter's rooms with its one room, and
+# natter over TLS with `ncat --chat --ssl`; write docs/benchmarks.md and
 # docs/benchmarks-throughput.svg.
 #
 #   bench/compare.sh                  # full comparison: 3 runs of everything
@@ -12,14 +13,24 @@
 # Environment:
 #   QUICK=1            one short run per scenario (1 s measured, idle with 1000
 #                      clients unless IDLE_N is set)
-#   SERVERS="..."      any of: natter floor ref ncat natter-old (default:
-#                      natter floor ref ncat, plus natter-old with OLD_NATTER).
-#                      A server whose tool or source is missing is skipped
-#                      with a one-line note saying how to get it.
+#   SERVERS="..."      any of: natter floor ref ncat natter-old ncat-ssl natter-tls
+#                      (default: natter floor ref ncat ncat-ssl natter-tls,
+#                      plus natter-old with OLD_NATTER). A server whose tool or
+#                      source is missing is skipped with a one-line note saying
+#                      how to get it. The plain scenarios run on natter, floor,
+#                      ref, ncat and natter-old; the room scenarios on natter
+#                      only (the others have no rooms); the TLS scenarios on
+#                      ncat-ssl (`ncat --chat --ssl`) and natter-tls (natter
+#                      with its plain --listen on one port and --tls-listen on
+#                      another, the generator on the TLS one), with an ECDSA
+#                      P-256 certificate made at run time with openssl.
 #   RUNS=N             runs per scenario (default 3; QUICK: 1)
 #   DURATION=S         measured seconds (default 5; QUICK: 1)
 #   WARMUP=S           warm-up seconds (default 1; QUICK: 0.5)
-#   IDLE_N=N           idle clients (default 10000; QUICK: 1000)
+#   IDLE_N=N           idle clients (default 10000; QUICK: 1000); the rooms row
+#                      spreads as many over IDLE_N/10 rooms
+#   TLS_IDLE_N=N       idle TLS clients (default 5000; QUICK: 1000)
+#   HANDSHAKES_N=N     connections of the handshakes row (default 2000; QUICK: 500)
 #   SERVER_CPU=0 GEN_CPU=1   the cores the server and the generator are pinned to
 #   REF_SRC=DIR        the Go reference's source: the book's server, the ch8/chat
 #                      folder of https://github.com/adonovan/gopl.io (no default;
@@ -45,7 +56,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 QUICK=${QUICK:-0}
-SERVERS=${SERVERS:-"natter floor ref ncat"}
+SERVERS=${SERVERS:-"natter floor ref ncat ncat-ssl natter-tls"}
 if [[ -n ${OLD_NATTER:-} && " $SERVERS " != *" natter-old "* ]]; then
     SERVERS="$SERVERS natter-old"
 fi
@@ -54,12 +65,17 @@ if [[ $QUICK == 1 ]]; then
     DURATION=${DURATION:-1}
     WARMUP=${WARMUP:-0.5}
     IDLE_N=${IDLE_N:-1000}
+    TLS_IDLE_N=${TLS_IDLE_N:-1000}
+    HANDSHAKES_N=${HANDSHAKES_N:-500}
 else
     RUNS=${RUNS:-3}
     DURATION=${DURATION:-5}
     WARMUP=${WARMUP:-1}
     IDLE_N=${IDLE_N:-10000}
+    TLS_IDLE_N=${TLS_IDLE_N:-5000}
+    HANDSHAKES_N=${HANDSHAKES_N:-2000}
 fi
+ROOMS_IDLE=$((IDLE_N / 10 > 1 ? IDLE_N / 10 : 2))
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 REF_SRC=${REF_SRC:-}
@@ -69,9 +85,9 @@ OUT_SVG=${OUT_SVG:-$ROOT/docs/benchmarks-throughput.svg}
 
 for s in $SERVERS; do
     case $s in
-    natter | floor | ref | ncat | natter-old) ;;
+    natter | floor | ref | ncat | natter-old | ncat-ssl | natter-tls) ;;
     *)
-        echo "compare.sh: unknown server '$s' (natter, floor, ref, ncat, natter-old)" >&2
+        echo "compare.sh: unknown server '$s' (natter, floor, ref, ncat, natter-old, ncat-ssl, natter-tls)" >&2
         exit 2
         ;;
     esac
@@ -119,9 +135,16 @@ for cmd in taskset python3 ss; do
         exit 1
     }
 done
-if has_server ncat && ! command -v ncat >/dev/null; then
-    skip ncat "ncat is not installed (Debian/Ubuntu: apt-get install ncat; elsewhere it comes with nmap)"
-fi
+for s in ncat ncat-ssl; do
+    if has_server $s && ! command -v ncat >/dev/null; then
+        skip $s "ncat is not installed (Debian/Ubuntu: apt-get install ncat; elsewhere it comes with nmap)"
+    fi
+done
+for s in ncat-ssl natter-tls; do
+    if has_server $s && ! command -v openssl >/dev/null; then
+        skip $s "openssl is not installed to make the test certificate (Debian/Ubuntu: apt-get install openssl)"
+    fi
+done
 if has_server ref; then
     if [[ -z $REF_SRC ]]; then
         skip ref "REF_SRC is not set: get the book's server, the ch8/chat folder of https://github.com/adonovan/gopl.io, and run with REF_SRC=/path/to/gopl.io/ch8/chat"
@@ -134,12 +157,6 @@ fi
 if has_server natter-old && [[ -z $OLD_NATTER || ! -x $OLD_NATTER ]]; then
     skip natter-old "set OLD_NATTER to an executable natter binary to compare with"
 fi
-if [[ -z ${SERVERS// /} ]]; then
-    log "no server left to run"
-    exit 1
-fi
-log "servers: $SERVERS"
-
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 NATTER=$TARGET/release/natter
 BENCH=$TARGET/release/natter-bench
@@ -154,6 +171,27 @@ for b in "$NATTER" "$BENCH"; do
         exit 1
     }
 done
+if has_server natter-tls; then
+    natter_help=$("$NATTER" --help 2>&1 || true)
+    if [[ $natter_help != *--tls-listen* ]]; then
+        skip natter-tls "this natter has no --tls-listen yet: no natter-tls rows"
+    fi
+fi
+if [[ -z ${SERVERS// /} ]]; then
+    log "no server left to run"
+    exit 1
+fi
+log "servers: $SERVERS"
+# The TLS servers' certificate: ECDSA P-256, self-signed, for localhost.
+CERT=$TMP/tls-cert.pem
+KEY=$TMP/tls-key.pem
+if has_server ncat-ssl || has_server natter-tls; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -keyout "$KEY" \
+        -out "$CERT" -days 1 -nodes -subj /CN=localhost >"$LOGS/openssl.log" 2>&1 || {
+        log "openssl could not make the test certificate (see $LOGS/openssl.log)"
+        exit 1
+    }
+fi
 REF=$TMP/gopl-chat
 # The book's server listens on a fixed address (localhost:8000); a copy
 # that reads its address from argv[1] (`os.Args`) runs on a free port.
@@ -188,10 +226,19 @@ free_port() {
 
 SERVER_PID=
 start_server() {
-    # start_server NAME PORT LOGFILE; sets SERVER_PID
+    # start_server NAME PORT LOGFILE [SERVER ARGS...]; sets SERVER_PID
     local name=$1 port=$2 logf=$3
+    shift 3
     case $name in
-    natter) taskset -c "$SERVER_CPU" "$NATTER" --listen "127.0.0.1:$port" --rate 0 >"$logf" 2>&1 & ;;
+    natter) taskset -c "$SERVER_CPU" "$NATTER" --listen "127.0.0.1:$port" --rate 0 "$@" >"$logf" 2>&1 & ;;
+    natter-tls)
+        taskset -c "$SERVER_CPU" "$NATTER" --listen "127.0.0.1:$(free_port)" --tls-listen "127.0.0.1:$port" \
+            --tls-cert "$CERT" --tls-key "$KEY" --rate 0 "$@" >"$logf" 2>&1 &
+        ;;
+    ncat-ssl)
+        taskset -c "$SERVER_CPU" ncat --listen --chat --keep-open --ssl --ssl-cert "$CERT" --ssl-key "$KEY" \
+            -m 20000 127.0.0.1 "$port" >"$logf" 2>&1 &
+        ;;
     natter-old) taskset -c "$SERVER_CPU" "$OLD_NATTER" --listen "127.0.0.1:$port" --rate 0 >"$logf" 2>&1 & ;;
     floor) taskset -c "$SERVER_CPU" "$BENCH" floor-server --listen "127.0.0.1:$port" >"$logf" 2>&1 & ;;
     ref) taskset -c "$SERVER_CPU" "$REF" "127.0.0.1:$port" >"$logf" 2>&1 & ;;
@@ -234,13 +281,16 @@ server_cmd() {
         echo "taskset -c $SERVER_CPU \$TMP/gopl-chat 127.0.0.1:\$PORT"
     fi ;;
     ncat) echo "taskset -c $SERVER_CPU ncat --listen --chat --keep-open -m 20000 127.0.0.1 \$PORT" ;;
+    ncat-ssl) echo "taskset -c $SERVER_CPU ncat --listen --chat --keep-open --ssl --ssl-cert \$TMP/tls-cert.pem --ssl-key \$TMP/tls-key.pem -m 20000 127.0.0.1 \$PORT" ;;
+    natter-tls) echo "taskset -c $SERVER_CPU target/release/natter --listen 127.0.0.1:\$PLAIN_PORT --tls-listen 127.0.0.1:\$PORT --tls-cert \$TMP/tls-cert.pem --tls-key \$TMP/tls-key.pem --rate 0" ;;
     esac
 }
 
 COMMANDS=$TMP/commands.txt
 : >"$COMMANDS"
 
-# run_one SERVER KEY RUN SCENARIO ARGS...
+# run_one SERVER KEY RUN SCENARIO ARGS...; SERVER_ARGS: extra server arguments
+SERVER_ARGS=()
 run_one() {
     local server=$1 key=$2 run=$3
     shift 3
@@ -256,7 +306,7 @@ run_one() {
             return
         fi
     fi
-    if ! start_server "$server" "$port" "$LOGS/$id.server.log"; then
+    if ! start_server "$server" "$port" "$LOGS/$id.server.log" "${SERVER_ARGS[@]}"; then
         log "$id: server did not start"
         printf '{"label":"%s","status":"server did not start"}\n' "$server" >"$out"
         stop_server "$SERVER_PID"
@@ -292,27 +342,62 @@ EOF
 }
 
 record_cmd() {
-    # record_cmd KEY ARGS... (once per scenario key)
-    local key=$1
-    shift
+    # record_cmd KEY SERVER_ARGS ARGS... (once per scenario key)
+    local key=$1 extra=$2
+    shift 2
+    local args="$*"
+    args=${args//$TMP/\$TMP}
+    [[ -z $extra ]] || extra="    # the server with $extra"
     grep -q "^$key	" "$COMMANDS" ||
-        printf '%s\ttaskset -c %s target/release/natter-bench %s --addr 127.0.0.1:$PORT --server-pid $PID --label $SERVER\n' \
-            "$key" "$GEN_CPU" "$*" >>"$COMMANDS"
+        printf '%s\ttaskset -c %s target/release/natter-bench %s --addr 127.0.0.1:$PORT --server-pid $PID --label $SERVER%s\n' \
+            "$key" "$GEN_CPU" "$args" "$extra" >>"$COMMANDS"
 }
 
 COMMON=(--duration "$DURATION" --warmup "$WARMUP")
-# Each entry: KEY|natter-bench arguments
+TLS=(--tls --tls-ca "$CERT")
+# Each entry: KEY|CLASS|server arguments|natter-bench arguments. CLASS says
+# which servers run it: plain (natter floor ref ncat natter-old), rooms
+# (natter: the others have no rooms), tls (ncat-ssl natter-tls).
 MATRIX=()
 for n in 10 100 1000; do
-    MATRIX+=("throughput-$n|throughput --clients $n --senders 8 --window 64 --line-bytes 64 ${COMMON[*]}")
+    MATRIX+=("throughput-$n|plain||throughput --clients $n --senders 8 --window 64 --line-bytes 64 ${COMMON[*]}")
 done
 for n in 10 100 1000; do
-    MATRIX+=("throughput-quickack-$n|throughput --clients $n --senders 8 --window 64 --line-bytes 64 --quickack ${COMMON[*]}")
+    MATRIX+=("throughput-quickack-$n|plain||throughput --clients $n --senders 8 --window 64 --line-bytes 64 --quickack ${COMMON[*]}")
 done
-MATRIX+=("latency-100|latency --clients 100 --senders 8 --rate 2000 --line-bytes 64 ${COMMON[*]}")
-MATRIX+=("latency-1000|latency --clients 1000 --senders 8 --rate 500 --line-bytes 64 ${COMMON[*]}")
-MATRIX+=("idle-$IDLE_N|idle --clients $IDLE_N --connect-timeout 240 --settle 1.5 --settle-max 90")
-MATRIX+=("slow-reader-100|slow-reader --clients 100 --senders 8 --window 64 --line-bytes 64 ${COMMON[*]}")
+MATRIX+=("latency-100|plain||latency --clients 100 --senders 8 --rate 2000 --line-bytes 64 ${COMMON[*]}")
+MATRIX+=("latency-1000|plain||latency --clients 1000 --senders 8 --rate 500 --line-bytes 64 ${COMMON[*]}")
+MATRIX+=("idle-$IDLE_N|plain||idle --clients $IDLE_N --connect-timeout 240 --settle 1.5 --settle-max 90")
+MATRIX+=("slow-reader-100|plain||slow-reader --clients 100 --senders 8 --window 64 --line-bytes 64 ${COMMON[*]}")
+# Rooms: 1,000 clients in 100 rooms of 10, two senders in each; idle clients
+# ten to a room (natter's --max-rooms counts its default room too).
+MAX_ROOMS=
+((ROOMS_IDLE + 1 <= 1000)) || MAX_ROOMS="--max-rooms $((ROOMS_IDLE + 1))"
+MATRIX+=("rooms-throughput-1000|rooms||throughput --clients 1000 --rooms 100 --senders 200 --window 64 --line-bytes 64 ${COMMON[*]}")
+MATRIX+=("rooms-idle-$IDLE_N|rooms|$MAX_ROOMS|idle --clients $IDLE_N --rooms $ROOMS_IDLE --connect-timeout 240 --settle 1.5 --settle-max 90")
+# TLS: the plain rows' throughput and latency, idle TLS clients, handshakes
+# (64 in flight), and the latency at 2,000 lines/s while 200 handshakes come
+# at once.
+for n in 100 1000; do
+    MATRIX+=("tls-throughput-$n|tls||throughput --clients $n --senders 8 --window 64 --line-bytes 64 ${COMMON[*]} ${TLS[*]}")
+done
+MATRIX+=("tls-latency-100|tls||latency --clients 100 --senders 8 --rate 2000 --line-bytes 64 ${COMMON[*]} ${TLS[*]}")
+MATRIX+=("tls-latency-1000|tls||latency --clients 1000 --senders 8 --rate 500 --line-bytes 64 ${COMMON[*]} ${TLS[*]}")
+MATRIX+=("tls-idle-$TLS_IDLE_N|tls||idle --clients $TLS_IDLE_N --connect-timeout 240 --settle 1.5 --settle-max 90 ${TLS[*]}")
+MATRIX+=("tls-handshakes-$HANDSHAKES_N|tls||handshakes --clients $HANDSHAKES_N --connect-parallel 64 --connect-timeout 240 ${TLS[*]}")
+MATRIX+=("tls-burst-100|tls||latency --clients 100 --senders 8 --rate 2000 --line-bytes 64 --burst 200 --connect-timeout 60 ${COMMON[*]} ${TLS[*]}")
+
+# servers_for CLASS: the servers of this run that take part in CLASS rows.
+servers_for() {
+    local s out=
+    for s in $SERVERS; do
+        case $1:$s in
+        plain:natter | plain:floor | plain:ref | plain:ncat | plain:natter-old) out="$out $s" ;;
+        rooms:natter | tls:ncat-ssl | tls:natter-tls) out="$out $s" ;;
+        esac
+    done
+    echo "$out"
+}
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 if python3 -c "import sys; sys.exit(0 if float('${LOAD_START%% *}') > 0.5 else 1)"; then
@@ -322,15 +407,19 @@ fi
 START=$(date +%s)
 for run in $(seq "$RUNS"); do
     for entry in "${MATRIX[@]}"; do
-        key=${entry%%|*}
-        args=${entry#*|}
-        record_cmd "$key" "$args"
-        for server in $SERVERS; do
+        IFS='|' read -r key class extra args <<<"$entry"
+        runners=$(servers_for "$class")
+        [[ -n $runners ]] || continue
+        record_cmd "$key" "$extra" "$args"
+        # shellcheck disable=SC2206 # server arguments are a word list on purpose
+        SERVER_ARGS=($extra)
+        for server in $runners; do
             # shellcheck disable=SC2086 # args are word lists on purpose
             run_one "$server" "$key" "$run" $args
         done
     done
 done
+SERVER_ARGS=()
 ELAPSED=$(($(date +%s) - START))
 
 # ------------------------------------------------------------------ machine
@@ -341,7 +430,12 @@ MACHINE=$TMP/machine.txt
     echo "kernel: $(uname -sr)"
     echo "rustc: $(rustc --version)"
     if has_server ref; then echo "go: $(go version)"; fi
-    if has_server ncat; then echo "ncat: $(ncat --version 2>&1 | head -n 1)"; fi
+    if has_server ncat || has_server ncat-ssl; then echo "ncat: $(ncat --version 2>&1 | head -n 1)"; fi
+    if has_server ncat-ssl || has_server natter-tls; then
+        echo "openssl: $(openssl version 2>&1)"
+        echo "TLS certificate: $(openssl x509 -in "$CERT" -noout -text 2>/dev/null |
+            sed -n 's/^ *\(Public Key Algorithm\|NIST CURVE\|ASN1 OID\): *//p' | paste -sd' ')"
+    fi
     if has_server natter-old; then echo "natter-old: $OLD_NATTER"; fi
     echo "loadavg at the start: $LOAD_START"
     echo "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -354,11 +448,12 @@ mkdir -p "$(dirname "$OUT_MD")" "$(dirname "$OUT_SVG")"
 NATTER_ANALYSIS=$ROOT/bench/analysis.md REF_SRC=$REF_SRC \
     python3 - "$RAW" "$MACHINE" "$COMMANDS" "$TMP/server-commands.txt" "$OUT_MD" "$OUT_SVG" \
     "$QUICK" "$RUNS" "$DURATION" "$WARMUP" "$IDLE_N" "$SERVERS" "$ELAPSED" "$SERVER_CPU" "$GEN_CPU" \
-    "$ROOT" <<'PYEOF'
+    "$ROOT" "$ROOMS_IDLE" "$TLS_IDLE_N" "$HANDSHAKES_N" <<'PYEOF'
 import json, os, sys, statistics, collections, html
 
 (raw, machine, commands, server_cmds, out_md, out_svg, quick, runs, duration, warmup,
- idle_n, servers, elapsed, server_cpu, gen_cpu, root) = sys.argv[1:17]
+ idle_n, servers, elapsed, server_cpu, gen_cpu, root, rooms_idle, tls_idle_n,
+ handshakes_n) = sys.argv[1:20]
 servers = servers.split()
 quick = quick == "1"
 
@@ -427,7 +522,7 @@ def fbool(x):
 
 
 NAMES = {"natter": "natter", "floor": "floor", "ref": "Go reference", "ncat": "ncat --chat",
-         "natter-old": "natter (old binary)"}
+         "natter-old": "natter (old binary)", "ncat-ssl": "ncat --chat --ssl", "natter-tls": "natter (TLS)"}
 PEERS = [s for s in servers if s in ("ref", "ncat")]
 md = []
 md.append("# Benchmarks: " + " vs. ".join(NAMES[s] for s in servers) + "\n")
@@ -510,19 +605,18 @@ if "natter" in servers:
 
 # ------------------------------------------------------------------- tables
 def table(title, keys, cols, note=None):
+    """A table of `cols` for every server that ran one of `keys` (none: no table)."""
+    rows = [(key, n, s) for key, n in keys for s in servers if (s, key) in results]
+    if not rows:
+        return
     md.append(f"## {title}\n")
     if note:
         md.append(note + "\n")
     md.append("| server | N | " + " | ".join(c[0] for c in cols) + " | status |")
     md.append("|---|---:|" + "---:|" * len(cols) + "---|")
-    for key, n in keys:
-        for s in servers:
-            if (s, key) not in results:
-                continue
-            cells = []
-            for _, f in cols:
-                cells.append(f(s, key))
-            md.append(f"| {NAMES[s]} | {n:,} | " + " | ".join(cells) + f" | {statuses(s, key)} |")
+    for key, n, s in rows:
+        cells = [f(s, key) for _, f in cols]
+        md.append(f"| {NAMES[s]} | {n:,} | " + " | ".join(cells) + f" | {statuses(s, key)} |")
     md.append("")
 
 
@@ -676,9 +770,132 @@ if "natter" in servers and "natter-old" in servers:
            lambda v: fnum(v, " B", 0), int(idle_n), lambda r: r <= 1.0)
     md.append("")
 
+# ------------------------------------------------------------------- rooms
+def ratio_row(what, a, b, f, target, ok):
+    r = ratio(a, b)
+    met = "–" if r is None or ok is None else ("yes" if ok(r) else "**no**")
+    md.append(f"| {what} | {f(a)} | {f(b)} | {fx(r)} | {target} | {met} |")
+
+
+rk, ik = "rooms-throughput-1000", f"idle-{idle_n}"
+rik = f"rooms-idle-{idle_n}"
+if "natter" in servers and (("natter", rk) in results or ("natter", rik) in results):
+    md.append("## Rooms (natter)\n")
+    md.append("Only natter has rooms; these rows run on it alone. With `--rooms R` client i joins "
+              "`#r(i mod R)` and counts as connected at the server's `*** <n> here:` answer; sender j "
+              "is client j, so the 200 senders are two to a room, and the first non-sender of each "
+              "room acknowledges its room's lines (a window per sender, as in one room). A line is "
+              "expected at every member of its room. The one-room figures are the plain rows of the "
+              "same run (1,000 clients, 8 senders, all in the default room). Delivered lines/s and "
+              "CPU per delivered line should match the one-room figure within 10%.\n")
+    md.append("| row | rooms | one room | rooms / one room | target | met |")
+    md.append("|---|---:|---:|---:|---|---|")
+    gbn = " *(generator-bound)*" if gb("natter", rk) else ""
+    ratio_row("1,000 clients in 100 rooms of 10: delivered lines/s" + gbn,
+              med("natter", rk, "delivered_lines_per_sec"), tp("natter", 1000), fmlines,
+              "≥ 0.90×", lambda r: r >= 0.9 or gb("natter", rk))
+    ratio_row("1,000 clients in 100 rooms of 10: CPU per delivered line",
+              med("natter", rk, "server_cpu_ns_per_line"),
+              med("natter", "throughput-1000", "server_cpu_ns_per_line"), fns, "≤ 1.10×",
+              lambda r: r <= 1.1)
+    ratio_row("…the same against one room of 10 (the N = 10 row): CPU per delivered line",
+              med("natter", rk, "server_cpu_ns_per_line"),
+              med("natter", "throughput-10", "server_cpu_ns_per_line"), fns, "–", None)
+    ratio_row("1,000 clients in 100 rooms of 10: server core busy",
+              med("natter", rk, "server_core_busy"), med("natter", "throughput-1000", "server_core_busy"),
+              lambda v: fnum(v, "", 2), "–", None)
+    ratio_row(f"{int(idle_n):,} idle clients in {int(rooms_idle):,} rooms: RSS per client",
+              med("natter", rik, "server_rss_per_client_bytes"), med("natter", ik, "server_rss_per_client_bytes"),
+              lambda v: fnum(v, " B", 0), "–", None)
+    md.append("")
+    table("Rooms: throughput", [(rk, 1000)], tcols + [
+        ("lines across rooms", lambda s, k: fnum(med(s, k, "cross_room_lines")))],
+        "1,000 clients in 100 rooms of 10, 200 senders (2 per room), window 64, 64-byte lines.")
+    table("Rooms: idle connections", [(rik, int(idle_n))], icols,
+          f"{int(idle_n):,} clients spread over {int(rooms_idle):,} rooms (ten to a room), each counted "
+          "once in its room; then as the one-room idle row.")
+
+# --------------------------------------------------------------------- TLS
+TLS_SERVERS = [s for s in servers if s in ("ncat-ssl", "natter-tls")]
+if TLS_SERVERS:
+    md.append("## TLS\n")
+    md.append("TLS peers: `ncat --chat --ssl` (OpenSSL) and natter with `--tls-listen` (rustls with "
+              "*ring*), both with the same ECDSA P-256 self-signed certificate made at run time by "
+              "openssl; natter also listens in plain on another port, unused. Every generator client "
+              "speaks TLS (`natter-bench --tls --tls-ca CERT`: rustls with *ring*, TLS 1.3 negotiated "
+              "when the server offers it, no session resumption) and counts as connected after the "
+              "handshake and the greeting. The scenarios are the plain ones; their CPU per delivered "
+              "line includes the server's encryption.\n")
+    if "natter-tls" not in servers:
+        md.append("*natter-tls was not run (this natter has no `--tls-listen` yet): its cells are "
+                  "empty and its targets unmet until it does.*\n")
+    md.append("| target | result | met |\n|---|---|---|")
+    for n in (100, 1000):
+        k = f"tls-throughput-{n}"
+        nt, nc = med("natter-tls", k, "delivered_lines_per_sec"), med("ncat-ssl", k, "delivered_lines_per_sec")
+        ct, cc = med("natter-tls", k, "server_cpu_ns_per_line"), med("ncat-ssl", k, "server_cpu_ns_per_line")
+        cp = med("natter", f"throughput-{n}", "server_cpu_ns_per_line")
+        g = gb("natter-tls", k)
+        ok = None if nt is None or ct is None or nc is None or cc is None else \
+            ((nt >= 2 * nc or g) and ct <= cc / 2)
+        md.append(f"| TLS throughput N={n:,}: ≥ 2× ncat --chat --ssl (or at the generator's ceiling), "
+                  f"with at most half its CPU per delivered line | natter-tls {fnum(nt)} lines/s"
+                  f"{' (generator-bound)' if g else ''}, {fns(ct)}/line; ncat-ssl {fnum(nc)} lines/s, "
+                  f"{fns(cc)}/line ({fx(ratio(nt, nc))} lines/s, {fx(ratio(ct, cc))} CPU) | "
+                  f"{'–' if ok is None else ('yes' if ok else '**no**')} |")
+        ok = None if ct is None or cp is None else ct <= 2 * cp
+        md.append(f"| TLS CPU per delivered line N={n:,}: ≤ 2× natter's plain figure in the same run "
+                  f"| natter-tls {fns(ct)}, natter {fns(cp)} ({fx(ratio(ct, cp))}) | "
+                  f"{'–' if ok is None else ('yes' if ok else '**no**')} |")
+    per = med("natter-tls", f"tls-idle-{tls_idle_n}", "server_rss_per_client_bytes")
+    md.append(f"| Idle TLS memory ≤ 4 KiB per client (at {int(tls_idle_n):,} clients) | "
+              f"{fnum(per, ' bytes', 1)} | {'–' if per is None else ('yes' if per <= 4096 else '**no**')} |")
+    md.append("")
+    table("TLS throughput", [(f"tls-throughput-{n}", n) for n in (100, 1000)], tcols,
+          "As the plain throughput rows (8 senders, window 64, 64-byte lines), every client over TLS.")
+    table("TLS latency", [("tls-latency-100", 100), ("tls-latency-1000", 1000)], lcols,
+          "As the plain latency rows, every client over TLS; a line arrives with the read that "
+          "brought its record (kernel receive timestamp).")
+    table("TLS idle connections", [(f"tls-idle-{tls_idle_n}", int(tls_idle_n))], icols,
+          "As the plain idle row, every connection a TLS one (handshake done and greeted).")
+    hcols = [
+        ("handshakes/s", lambda s, k: fnum(med(s, k, "handshakes_per_sec"))
+         + (" *generator-bound*" if gb(s, k) else "")),
+        ("connect p50 / p99", lambda s, k: f"{fus(med(s, k, 'connect_us.p50'))} / {fus(med(s, k, 'connect_us.p99'))}"),
+        ("server CPU util", lambda s, k: fnum(med(s, k, "server_cpu_util"), "", 2)),
+        ("server core busy", lambda s, k: fnum(med(s, k, "server_core_busy"), "", 2)),
+        ("server CPU/handshake", lambda s, k: fnum(med(s, k, "server_cpu_us_per_handshake"), " µs", 1)),
+        ("notices/handshake", lambda s, k: fnum(ratio(med(s, k, "notice_lines"), med(s, k, "handshakes")), "", 1)),
+        ("generator core busy", lambda s, k: fnum(med(s, k, "generator_core_busy"), "", 2)),
+    ]
+    table("TLS handshakes", [(f"tls-handshakes-{handshakes_n}", int(handshakes_n))], hcols,
+          "`natter-bench handshakes --tls`: full handshakes (ECDSA P-256 certificate, no resumption), "
+          "64 in flight, each connection hung up by the generator once greeted (close_notify, then "
+          "FIN). Handshakes/s from the first connect to the last connection made; server CPU "
+          "(its process, and its whole core) over the run; \"notices\" are the arrival and "
+          "departure lines the server sent to the connections in flight.")
+    bcols = [
+        ("made", lambda s, k: f"{fnum(med(s, k, 'burst_connected'))} / {fnum(med(s, k, 'burst_clients'))}"),
+        ("burst lasted", lambda s, k: fnum(med(s, k, "burst_duration_s"), " s", 3)),
+        ("during: p50", lambda s, k: fus(med(s, k, "latency_burst_us.p50"))),
+        ("p99", lambda s, k: fus(med(s, k, "latency_burst_us.p99"))),
+        ("p99.9", lambda s, k: fus(med(s, k, "latency_burst_us.p999"))),
+        ("lines", lambda s, k: fnum(med(s, k, "latency_burst_us.count"))),
+        ("calm: p50", lambda s, k: fus(med(s, k, "latency_calm_us.p50"))),
+        ("p99", lambda s, k: fus(med(s, k, "latency_calm_us.p99"))),
+        ("lost", lambda s, k: fnum(med(s, k, "lost"))),
+    ]
+    table("TLS latency during a burst of 200 handshakes", [("tls-burst-100", 100)], bcols,
+          "The TLS latency row at N = 100 and 2,000 lines/s; halfway through the measured interval "
+          "200 more TLS clients connect at once and hang up once greeted. \"During\" is the latency "
+          "of the lines sent from the burst's start until its last connection was made (deliveries "
+          "to the 100 clients; \"lines\" counts them), \"calm\" that of all other measured lines.")
+
 # ------------------------------------------------------------------- chart
 colors = {"natter": "#1b9e77", "floor": "#999999", "ref": "#d95f02", "ncat": "#7570b3",
           "natter-old": "#66a61e"}
+# The chart shows the plain throughput rows: the servers that run them.
+chart_servers = [s for s in servers if s in colors]
 panels = [
     ("Delivered lines/s", "throughput", "delivered_lines_per_sec", lambda v: f"{v / 1e6:.2f}M", False),
     ("Delivered lines/s, --quickack", "throughput-quickack", "delivered_lines_per_sec", lambda v: f"{v / 1e6:.2f}M", False),
@@ -693,11 +910,11 @@ svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBo
        'font-family="sans-serif" font-size="11">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
        f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
-       f'{html.escape(" vs. ".join(NAMES[s] for s in servers))}: throughput scenario '
+       f'{html.escape(" vs. ".join(NAMES[s] for s in chart_servers))}: throughput scenario '
        '(8 senders, window 64, 64-byte lines)</text>']
 for pi, (title, prefix, field, fmt, logscale) in enumerate(panels):
     x0 = left + pi * (pw + gap)
-    vals = {(s, n): med(s, f"{prefix}-{n}", field) for s in servers for n in ns}
+    vals = {(s, n): med(s, f"{prefix}-{n}", field) for s in chart_servers for n in ns}
     vmax = max([v for v in vals.values() if v], default=1) * 1.15
     lo = 1.0
 
@@ -709,11 +926,11 @@ for pi, (title, prefix, field, fmt, logscale) in enumerate(panels):
     svg.append(f'<line x1="{x0}" y1="{top + ph}" x2="{x0 + pw}" y2="{top + ph}" stroke="#333"/>')
     svg.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{top + ph}" stroke="#333"/>')
     gw = pw / len(ns)
-    bw = (gw - 16) / max(1, len(servers))
+    bw = (gw - 16) / max(1, len(chart_servers))
     for ni, n in enumerate(ns):
         gx = x0 + ni * gw + 8
         svg.append(f'<text x="{x0 + ni * gw + gw / 2}" y="{top + ph + 16}" text-anchor="middle">N={n:,}</text>')
-        for si, s in enumerate(servers):
+        for si, s in enumerate(chart_servers):
             v = vals[(s, n)]
             bx = gx + si * bw
             if v is None:
@@ -724,7 +941,7 @@ for pi, (title, prefix, field, fmt, logscale) in enumerate(panels):
             svg.append(f'<text x="{bx + bw / 2:.1f}" y="{top + ph - h - 3:.1f}" text-anchor="middle" font-size="8">{fmt(v)}</text>')
             if field == "delivered_lines_per_sec" and gb(s, f"{prefix}-{n}"):
                 svg.append(f'<text x="{bx + bw / 2:.1f}" y="{top + ph - h + 10:.1f}" text-anchor="middle" font-size="8" fill="white">gen</text>')
-for si, s in enumerate(servers):
+for si, s in enumerate(chart_servers):
     lx = left + si * 160
     svg.append(f'<rect x="{lx}" y="{H - 30}" width="12" height="12" fill="{colors[s]}"/>')
     svg.append(f'<text x="{lx + 16}" y="{H - 20}">{html.escape(NAMES[s])}</text>')
@@ -745,7 +962,7 @@ if analysis and os.path.exists(analysis):
 # ------------------------------------------------------------- commands
 md.append("## Commands\n")
 md.append("Run everything again with `bench/compare.sh` (`QUICK=1` for one short run of each "
-          "scenario, `SERVERS=\"natter floor ref ncat\"` to choose servers, `REF_SRC` for the Go "
+          "scenario, `SERVERS=\"natter floor ref ncat ncat-ssl natter-tls\"` to choose servers, `REF_SRC` for the Go "
           "reference: the ch8/chat folder of https://github.com/adonovan/gopl.io, "
           "`OLD_NATTER=FILE` to add a second natter binary). Per run, on a free port "
           "`$PORT`, with the server's PID `$PID`:\n")

@@ -25,6 +25,11 @@ SCENARIOS:
     slow-reader  throughput plus one extra client that never reads (small
                  SO_RCVBUF); reports healthy receivers' delivered lines/s, peak
                  RSS and whether the slow client was disconnected
+    handshakes   open N connections (with --tls: full TLS handshakes) as
+                 fast as --connect-parallel in flight allow (default 64 here),
+                 each closed by the generator once greeted; reports
+                 handshakes/s, the time each took, and the server's CPU busy
+                 fraction and CPU per handshake over the run
 
 FLOOR SERVER:
     floor-server the smallest fan-out server on natter's loop design (one
@@ -39,9 +44,18 @@ OPTIONS:
                              (/proc/PID/status) readings; without it those
                              fields are null
     --clients N              connected clients, senders and observer included
-                             (default 100; idle: 10000)
+                             (default 100; idle: 10000; handshakes: 1000)
     --senders S              sending clients (default 8)
     --window W               unacknowledged lines per sender (default 64)
+    --rooms R                spread the clients over R rooms (default 1: all
+                             stay in the server's default room). Client i
+                             sends `/join #rK`, K = i mod R, once greeted and
+                             counts as connected at the server's
+                             `*** <n> here:` answer; sender j is client j, so
+                             each room has S/R senders (rounded down or up;
+                             needs S >= R) and its first non-sender observes
+                             for it. Idle clients are spread the same way.
+                             For servers with rooms (natter) only
     --line-bytes B           bytes per line including the newline (default 64,
                              min 29, max 16384)
     --duration SECS          measured interval (default 5)
@@ -52,11 +66,19 @@ OPTIONS:
                              2 s without a byte from the server)
     --rate LPS               latency: total lines/s over all senders
                              (default 2000)
+    --burst N                latency: N more clients (TLS ones with --tls)
+                             connect all at once during the measured interval;
+                             the latency of the lines sent from then until the
+                             last of them is connected is reported apart
+                             (latency_burst_us, the rest latency_calm_us)
+    --burst-at SECS          when the burst starts, in seconds into the
+                             measured interval (default: half of --duration)
     --settle SECS            after connecting, read until no byte arrived for
                              this long (default 1.5)
     --settle-max SECS        give up settling after this long (default 120)
     --connect-timeout SECS   give up connecting after this long (default 120)
-    --connect-parallel K     connects in flight at once (default 8), each
+    --connect-parallel K     connects in flight at once (default 8;
+                             handshakes: 64), each
                              until the server has greeted it; refused or
                              reset connects are retried after a backoff.
                              Keep it below the server's accept backlog
@@ -66,6 +88,18 @@ OPTIONS:
                              servers without TCP_NODELAY from their speed)
     --name-first             every client first sends a name line
                              (`bench<i>`), for servers that ask for one
+    --tls                    every client speaks TLS (rustls with ring, TLS 1.2
+                             and 1.3, no session resumption: every handshake
+                             is a full one); a client counts as connected
+                             after the handshake and the server's greeting.
+                             Needs --tls-ca or --tls-insecure
+    --tls-ca FILE            PEM certificates to trust: one the server
+                             presents is accepted as it is (pinned, e.g. a
+                             self-signed test certificate), else they are
+                             trust anchors for the chain and --tls-name
+    --tls-insecure           accept any certificate and handshake signature
+    --tls-name NAME          server name sent (SNI) and checked
+                             (default localhost)
     --slow-rcvbuf BYTES      slow-reader: SO_RCVBUF of the slow client
                              (default 4096)
     --sample-ms MS           RSS sampling period (default 50)
@@ -92,6 +126,7 @@ pub enum Scenario {
     Latency,
     Idle,
     SlowReader,
+    Handshakes,
 }
 
 impl Scenario {
@@ -101,7 +136,13 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Idle => "idle",
             Scenario::SlowReader => "slow-reader",
+            Scenario::Handshakes => "handshakes",
         }
+    }
+
+    /// Scenarios without senders.
+    pub fn silent(self) -> bool {
+        matches!(self, Scenario::Idle | Scenario::Handshakes)
     }
 }
 
@@ -113,17 +154,24 @@ pub struct Opts {
     pub clients: usize,
     pub senders: usize,
     pub window: u64,
+    pub rooms: usize,
     pub line_bytes: usize,
     pub duration: f64,
     pub warmup: f64,
     pub drain: f64,
     pub rate: f64,
+    pub burst: usize,
+    pub burst_at: Option<f64>,
     pub settle: f64,
     pub settle_max: f64,
     pub connect_timeout: f64,
     pub connect_parallel: usize,
     pub quickack: bool,
     pub name_first: bool,
+    pub tls: bool,
+    pub tls_ca: Option<std::path::PathBuf>,
+    pub tls_insecure: bool,
+    pub tls_name: String,
     pub slow_rcvbuf: usize,
     pub sample_ms: u64,
     pub label: Option<String>,
@@ -152,17 +200,24 @@ fn defaults() -> Opts {
         clients: 0,
         senders: 8,
         window: 64,
+        rooms: 1,
         line_bytes: 64,
         duration: 5.0,
         warmup: 1.0,
         drain: 30.0,
         rate: 2000.0,
+        burst: 0,
+        burst_at: None,
         settle: 1.5,
         settle_max: 120.0,
         connect_timeout: 120.0,
         connect_parallel: 8,
         quickack: false,
         name_first: false,
+        tls: false,
+        tls_ca: None,
+        tls_insecure: false,
+        tls_name: "localhost".to_string(),
         slow_rcvbuf: 4096,
         sample_ms: 50,
         label: None,
@@ -176,12 +231,14 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Pars
     let mut scenario = None;
     let mut addr: Option<SocketAddr> = None;
     let mut clients = None;
+    let mut parallel = None;
     let e = |e: lexopt::Error| e.to_string();
     while let Some(arg) = p.next().map_err(e)? {
         match arg {
             Short('h') | Long("help") => return Ok(Parsed::Help),
             Long("addr") => addr = Some(value(&mut p)?),
             Long("clients") => clients = Some(value(&mut p)?),
+            Long("connect-parallel") => parallel = Some(value(&mut p)?),
             Long(name) => {
                 let name = name.to_string();
                 set_option(&mut o, &name, &mut p)?;
@@ -195,11 +252,13 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Pars
     o.scenario = scenario.ok_or("missing scenario (see --help)")?;
     o.addr = addr.ok_or("missing --addr (see --help)")?;
     check_loopback(o.addr)?;
-    o.clients = clients.unwrap_or(if o.scenario == Scenario::Idle {
-        10_000
-    } else {
-        100
+    o.clients = clients.unwrap_or(match o.scenario {
+        Scenario::Idle => 10_000,
+        Scenario::Handshakes => 1000,
+        _ => 100,
     });
+    let handshakes = o.scenario == Scenario::Handshakes;
+    o.connect_parallel = parallel.unwrap_or(if handshakes { 64 } else { 8 });
     validate(&mut o)?;
     Ok(Parsed::Run(Box::new(o)))
 }
@@ -220,17 +279,23 @@ fn set_option(o: &mut Opts, name: &str, p: &mut lexopt::Parser) -> Result<(), St
         "server-pid" => o.server_pid = Some(value(p)?),
         "senders" => o.senders = value(p)?,
         "window" => o.window = value(p)?,
+        "rooms" => o.rooms = value(p)?,
         "line-bytes" => o.line_bytes = value(p)?,
         "duration" => o.duration = value(p)?,
         "warmup" => o.warmup = value(p)?,
         "drain" => o.drain = value(p)?,
         "rate" => o.rate = value(p)?,
+        "burst" => o.burst = value(p)?,
+        "burst-at" => o.burst_at = Some(value(p)?),
         "settle" => o.settle = value(p)?,
         "settle-max" => o.settle_max = value(p)?,
         "connect-timeout" => o.connect_timeout = value(p)?,
-        "connect-parallel" => o.connect_parallel = value(p)?,
         "quickack" => o.quickack = true,
         "name-first" => o.name_first = true,
+        "tls" => o.tls = true,
+        "tls-ca" => o.tls_ca = Some(p.value().map_err(|e| e.to_string())?.into()),
+        "tls-insecure" => o.tls_insecure = true,
+        "tls-name" => o.tls_name = value(p)?,
         "slow-rcvbuf" => o.slow_rcvbuf = value(p)?,
         "sample-ms" => o.sample_ms = value(p)?,
         "label" => o.label = Some(value(p)?),
@@ -245,6 +310,7 @@ fn scenario_named(v: &str) -> Result<Scenario, String> {
         "latency" => Scenario::Latency,
         "idle" => Scenario::Idle,
         "slow-reader" | "slow_reader" | "slowreader" => Scenario::SlowReader,
+        "handshakes" => Scenario::Handshakes,
         other => return Err(format!("unknown scenario {other:?} (see --help)")),
     })
 }
@@ -255,7 +321,7 @@ fn validate(o: &mut Opts) -> Result<(), String> {
     if clients == 0 || clients > 1_000_000 {
         return Err("--clients must be between 1 and 1000000".into());
     }
-    if o.scenario != Scenario::Idle {
+    if !o.scenario.silent() {
         if senders == 0 || senders as u64 > MAX_SENDER {
             return Err(format!("--senders must be between 1 and {MAX_SENDER}"));
         }
@@ -265,6 +331,9 @@ fn validate(o: &mut Opts) -> Result<(), String> {
             ));
         }
     }
+    check_rooms(o)?;
+    check_tls(o)?;
+    check_burst(o)?;
     if o.window == 0 {
         return Err("--window must be at least 1".into());
     }
@@ -274,7 +343,7 @@ fn validate(o: &mut Opts) -> Result<(), String> {
         ));
     }
     o.duration = secs(o.duration, "--duration", 3600.0)?;
-    if o.duration <= 0.0 && o.scenario != Scenario::Idle {
+    if o.duration <= 0.0 && !o.scenario.silent() {
         return Err("--duration must be positive".into());
     }
     o.warmup = secs(o.warmup, "--warmup", 600.0)?;
@@ -292,6 +361,73 @@ fn validate(o: &mut Opts) -> Result<(), String> {
     if o.sample_ms == 0 {
         return Err("--sample-ms must be at least 1".into());
     }
+    Ok(())
+}
+
+/// `--rooms`: every room needs a sender and an observer of its own.
+fn check_rooms(o: &Opts) -> Result<(), String> {
+    let (rooms, clients, senders) = (o.rooms, o.clients, o.senders);
+    if rooms == 0 || rooms > 100_000 {
+        return Err("--rooms must be between 1 and 100000".into());
+    }
+    if rooms > 1 && o.scenario == Scenario::Handshakes {
+        return Err("handshakes does not join rooms (each client leaves once greeted)".into());
+    }
+    if rooms == 1 || o.scenario == Scenario::Idle {
+        return Ok(());
+    }
+    if senders < rooms {
+        return Err(format!(
+            "--senders ({senders}) must be at least --rooms ({rooms}): every room needs a sender"
+        ));
+    }
+    if clients < senders + rooms {
+        return Err(format!(
+            "--clients ({clients}) must be at least --senders + --rooms ({}): every room needs an observer that does not send",
+            senders + rooms
+        ));
+    }
+    Ok(())
+}
+
+fn check_tls(o: &Opts) -> Result<(), String> {
+    let verifies = o.tls_ca.is_some() || o.tls_insecure;
+    if !o.tls && verifies {
+        return Err("--tls-ca and --tls-insecure go with --tls".into());
+    }
+    if o.tls && !verifies {
+        return Err(
+            "--tls needs --tls-ca FILE (the certificate to trust) or --tls-insecure".into(),
+        );
+    }
+    if o.tls_ca.is_some() && o.tls_insecure {
+        return Err("--tls-ca and --tls-insecure exclude each other".into());
+    }
+    if o.tls && o.scenario == Scenario::SlowReader {
+        return Err("slow-reader does not support --tls".into());
+    }
+    Ok(())
+}
+
+/// `--burst`: only in the latency scenario, inside the measured interval.
+fn check_burst(o: &mut Opts) -> Result<(), String> {
+    if o.burst == 0 {
+        return match o.burst_at {
+            Some(_) => Err("--burst-at goes with --burst".into()),
+            None => Ok(()),
+        };
+    }
+    if o.scenario != Scenario::Latency {
+        return Err("--burst is for the latency scenario".into());
+    }
+    if o.burst > 100_000 {
+        return Err("--burst must be at most 100000".into());
+    }
+    let at = o.burst_at.unwrap_or(o.duration / 2.0);
+    if !(at.is_finite() && at >= 0.0 && at < o.duration) {
+        return Err("--burst-at must be within the measured interval (0 to --duration)".into());
+    }
+    o.burst_at = Some(at);
     Ok(())
 }
 
@@ -376,5 +512,55 @@ mod tests {
             parse(["--help"].iter().map(std::ffi::OsString::from)),
             Ok(Parsed::Help)
         ));
+    }
+
+    #[test]
+    fn rooms_and_tls() {
+        let rooms = |c: &str, s: &str, r: &str| {
+            run(&[
+                "throughput",
+                "--addr",
+                "127.0.0.1:1",
+                "--clients",
+                c,
+                "--senders",
+                s,
+                "--rooms",
+                r,
+            ])
+        };
+        assert_eq!(rooms("1000", "200", "100").unwrap().rooms, 100);
+        assert!(
+            rooms("1000", "50", "100").is_err(),
+            "fewer senders than rooms"
+        );
+        assert!(
+            rooms("120", "100", "100").is_err(),
+            "a room without observer"
+        );
+        assert!(rooms("200", "100", "100").is_ok());
+        let tls = |extra: &[&str]| {
+            let mut a = vec!["throughput", "--addr", "127.0.0.1:1"];
+            a.extend_from_slice(extra);
+            run(&a)
+        };
+        let o = tls(&["--tls", "--tls-ca", "/tmp/c.pem"]).unwrap();
+        assert!(o.tls && o.tls_ca.is_some() && o.tls_name == "localhost");
+        assert!(tls(&["--tls", "--tls-insecure"]).is_ok());
+        assert!(tls(&["--tls"]).is_err(), "nothing to verify with");
+        assert!(tls(&["--tls-insecure"]).is_err(), "without --tls");
+        assert!(tls(&["--tls", "--tls-insecure", "--tls-ca", "x"]).is_err());
+        let lat = |extra: &[&str]| {
+            let mut a = vec!["latency", "--addr", "127.0.0.1:1", "--duration", "4"];
+            a.extend_from_slice(extra);
+            run(&a)
+        };
+        assert_eq!(lat(&["--burst", "200"]).unwrap().burst_at, Some(2.0));
+        assert!(lat(&["--burst", "200", "--burst-at", "4"]).is_err());
+        assert!(lat(&["--burst-at", "1"]).is_err());
+        let h = run(&["handshakes", "--addr", "127.0.0.1:1"]).unwrap();
+        assert_eq!((h.clients, h.connect_parallel), (1000, 64));
+        let idle = run(&["idle", "--addr", "127.0.0.1:1", "--rooms", "1000"]).unwrap();
+        assert_eq!((idle.clients, idle.rooms), (10_000, 1000));
     }
 }

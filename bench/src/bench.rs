@@ -9,19 +9,23 @@ use std::io::{self, ErrorKind};
 use mio::Events;
 use mio::event::Event;
 
+mod burst;
+mod handshakes;
+
 use crate::args::{Opts, Scenario};
 use crate::client::{Client, State};
 use crate::connect::Connections;
 use crate::log;
-use crate::procstat::{
-    MemWatch, SEC, busy_between, cpu_jiffies, now_ns, pinned_cpu, proc_cpu_ns, secs_ns, self_cpu_ns,
-};
+use crate::procstat::{MemWatch, SEC, Usage, now_ns, secs_ns};
 use crate::reactor::{Reactor, TIMER};
 use crate::receive::Reader;
 use crate::report::{Measured, Report};
+use crate::rooms::{self, JoinReply, Layout};
 use crate::senders::Senders;
 use crate::slow::{self, SlowEnd};
 use crate::tally::Tally;
+use crate::tls::TlsSetup;
+use burst::Burst;
 
 /// Drain ends early after this long without any byte from the server.
 const DRAIN_QUIET: u64 = 2_000_000_000;
@@ -51,40 +55,60 @@ pub struct Bench {
     slow: Option<usize>,
     /// When the server closed the slow client during the run.
     slow_closed: Option<u64>,
+    /// The latency scenario's burst of connections.
+    burst: Option<Burst>,
+}
+
+/// The clients of a run: `o.clients`, the first `senders` of them sending,
+/// then the burst's (which hang up once connected) or the slow reader; and
+/// the slow reader's index.
+fn make_clients(o: &Opts, senders: usize) -> io::Result<(Vec<Client>, Option<usize>)> {
+    let n = o.clients;
+    let slow = (o.scenario == Scenario::SlowReader).then_some(n);
+    let total = n + o.burst + usize::from(slow.is_some());
+    let need = (total + 64) as u64;
+    let limit = rlimit::increase_nofile_limit(u64::MAX)?;
+    if limit < need {
+        return Err(io::Error::other(format!(
+            "need about {need} file descriptors, RLIMIT_NOFILE hard limit allows {limit}"
+        )));
+    }
+    let handshakes = o.scenario == Scenario::Handshakes;
+    let clients = (0..total)
+        .map(|i| {
+            let mut c = Client::new(Some(i) == slow, (i < senders).then_some(i));
+            c.transient = handshakes || (i >= n && slow.is_none());
+            c
+        })
+        .collect();
+    Ok((clients, slow))
 }
 
 impl Bench {
     pub fn new(o: Opts) -> io::Result<Self> {
         let n = o.clients;
-        let extra = usize::from(o.scenario == Scenario::SlowReader);
-        let need = (n + extra + 64) as u64;
-        let limit = rlimit::increase_nofile_limit(u64::MAX)?;
-        if limit < need {
-            return Err(io::Error::other(format!(
-                "need about {need} file descriptors, RLIMIT_NOFILE hard limit allows {limit}"
-            )));
-        }
-        let s = if o.scenario == Scenario::Idle {
-            0
-        } else {
-            o.senders
-        };
-        let mut clients: Vec<Client> = (0..n)
-            .map(|i| Client::new(false, (i < s).then_some(i)))
-            .collect();
-        let slow = (extra == 1).then(|| {
-            clients.push(Client::new(true, None));
-            n
-        });
+        let s = if o.scenario.silent() { 0 } else { o.senders };
+        let (clients, slow) = make_clients(&o, s)?;
+        let total = clients.len();
         let base = now_ns();
         let kernel_ts = o.scenario == Scenario::Latency;
         let reactor = Reactor::new()?;
         let registry = reactor.registry().try_clone()?;
+        let layout = Layout::new(o.rooms, s);
+        let tls = o
+            .tls
+            .then(|| TlsSetup::new(o.tls_ca.as_deref(), &o.tls_name))
+            .transpose()
+            .map_err(io::Error::other)?;
+        let mut tally = Tally::new(o.line_bytes, (n, total, layout), base, kernel_ts)?;
+        if o.burst > 0 {
+            tally.split_burst()?;
+        }
         Ok(Bench {
-            conns: Connections::new(registry, &o, clients, kernel_ts),
+            conns: Connections::new(registry, &o, (clients, layout, tls), kernel_ts),
             senders: Senders::new(s, o.line_bytes, (o.window, o.rate), base)?,
-            reader: Reader::new(kernel_ts, o.quickack, base),
-            tally: Tally::new(o.line_bytes, (n, n + extra, s), base, kernel_ts)?,
+            reader: Reader::new(kernel_ts, o.quickack, o.tls, base),
+            tally,
             reactor,
             mem: MemWatch::new(o.server_pid),
             next_sample: base,
@@ -92,6 +116,7 @@ impl Bench {
             base,
             slow,
             slow_closed: None,
+            burst: (o.burst > 0).then(|| Burst::new(n..n + o.burst, o.burst_at.unwrap_or(0.0))),
             o,
         })
     }
@@ -101,18 +126,21 @@ impl Bench {
     /// Wait for events until `deadline` at the latest (or the next internal
     /// deadline: RSS sample, latency schedule, connect retry), and handle them.
     fn turn(&mut self, deadline: u64) -> io::Result<()> {
-        if matches!(self.phase, Phase::Connect | Phase::Settle) {
+        let handshakes = self.o.scenario == Scenario::Handshakes;
+        if matches!(self.phase, Phase::Connect | Phase::Settle) && !handshakes {
             self.reactor.coalesce();
         }
         let now = now_ns();
-        let mut next = deadline.min(self.next_sample);
+        self.burst_step(now);
+        let mut next = deadline.min(self.next_sample).min(self.burst_deadline());
         if self.paced() {
             next = next.min(self.senders.next_due());
         }
         if self.phase == Phase::Connect {
             next = next.min(self.conns.next_deadline());
         }
-        let measuring = self.phase == Phase::Measure;
+        // The handshakes scenario measures its connect phase.
+        let measuring = self.phase == Phase::Measure || handshakes;
         let Some(events) = self.reactor.wait(now, next, measuring)? else {
             return Ok(());
         };
@@ -171,8 +199,9 @@ impl Bench {
                 }
             }
             (State::Connected, true) => self.watch_slow(ev),
-            (State::Connected | State::Greeting, false) => {
-                if ev.is_writable() && self.conns.client(idx).pending_out() > 0 {
+            (State::Done, _) => self.conns.drain_done(idx),
+            (State::Connected | State::Greeting | State::Joining, false) => {
+                if ev.is_writable() && self.conns.client(idx).wants_write() {
                     self.conns.flush(idx);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -220,15 +249,31 @@ impl Bench {
             senders,
             ..
         } = self;
+        let mut joining = conns.client(idx).state == State::Joining;
+        let mut reply = (JoinReply::Other, String::new());
         let end = reader.read(conns.client_mut(idx), to_end, |line, now, rx| {
+            if joining {
+                reply.0 = rooms::join_reply(line);
+                if reply.0 != JoinReply::Other {
+                    joining = false;
+                    reply.1 = String::from_utf8_lossy(line).into_owned();
+                }
+            }
             tally.on_line(idx, line, (now, rx), senders)
         });
-        if end.got_data {
-            // The first byte is the greeting: the server has it.
-            self.conns.promote(idx);
+        if end.closed.is_none() && self.conns.client(idx).wants_write() {
+            // TLS: the handshake's next message, or an answer to the server.
+            self.conns.flush(idx);
+        }
+        // The first byte is the greeting: the server has it.
+        self.conns.read_progress(idx, end.got_data);
+        match reply.0 {
+            JoinReply::Joined => self.conns.joined(idx),
+            JoinReply::Refused => self.conns.join_refused(idx, &reply.1),
+            JoinReply::Other => {}
         }
         if let Some(why) = end.closed {
-            self.conns.lost(idx, why, now_ns());
+            self.conns.lost(idx, why, !end.tls_error, now_ns());
         }
     }
 
@@ -241,6 +286,9 @@ impl Bench {
             self.o.addr,
             self.o.clients
         ));
+        if self.o.scenario == Scenario::Handshakes {
+            return self.handshakes();
+        }
         let rss_before = self.mem.sample();
         self.connect_all()?;
         let settled = self.settle()?;
@@ -256,10 +304,11 @@ impl Bench {
         self.warm_up()?;
         let mut m = self.measure()?;
         (m.drain_s, m.drain_complete) = self.drain()?;
+        self.finish_burst()?;
         m.slow = self.check_slow();
         self.mem.sample();
         self.debug_dump();
-        Ok(self.report().traffic(&m))
+        Ok(self.report().traffic(&m, |o| self.burst_fields(o)))
     }
 
     fn report(&self) -> Report<'_> {
@@ -279,8 +328,9 @@ impl Bench {
         self.phase = Phase::Connect;
         let start = now_ns();
         let deadline = start + secs_ns(self.o.connect_timeout);
-        let total = self.conns.clients().len();
-        self.conns.begin();
+        let n = self.o.clients;
+        let total = n + usize::from(self.slow.is_some());
+        self.conns.begin((0..n).chain(self.slow));
         let mut next_report = start + 2_000_000_000;
         loop {
             let now = now_ns();
@@ -298,7 +348,7 @@ impl Bench {
         }
         log(format_args!(
             "connected {}/{total} in {:.2} s ({} retries, {} failed)",
-            self.conns.alive(),
+            self.conns.st.connected_ever,
             (now_ns() - start) as f64 / SEC,
             self.conns.st.retries,
             self.conns.failed()
@@ -341,39 +391,23 @@ impl Bench {
 
     /// The measured interval, with the CPU readings around it.
     fn measure(&mut self) -> io::Result<Measured> {
-        let srv_core = self.o.server_pid.and_then(|p| pinned_cpu(Some(p)));
-        let gen_core = pinned_cpu(None);
-        let srv_j0 = srv_core.and_then(cpu_jiffies);
-        let gen_j0 = gen_core.and_then(cpu_jiffies);
-        let t0 = now_ns();
-        let srv0 = self.o.server_pid.and_then(proc_cpu_ns);
-        let gen0 = self_cpu_ns();
+        let usage = Usage::start(self.o.server_pid);
         self.phase = Phase::Measure;
-        self.tally.start_measuring(t0);
+        self.burst_schedule(usage.t0());
+        self.tally.start_measuring(usage.t0());
         self.senders.mark_start();
         for c in self.conns.clients_mut() {
             c.receiving = c.state == State::Connected && !c.slow;
         }
         let receivers_at_start = self.conns.clients().iter().filter(|c| c.receiving).count();
         log(format_args!("measuring {:.1} s", self.o.duration));
-        self.run_until(t0 + secs_ns(self.o.duration))?;
-        let t1 = now_ns();
-        let srv1 = self.o.server_pid.and_then(proc_cpu_ns);
-        let gen1 = self_cpu_ns();
-        let srv_core_busy = busy_between(srv_j0, srv_core.and_then(cpu_jiffies));
-        let gen_core_busy = busy_between(gen_j0, gen_core.and_then(cpu_jiffies));
-        let final_gap = self.tally.stop_measuring(t1);
+        self.run_until(usage.t0() + secs_ns(self.o.duration))?;
+        let used = usage.end();
+        let final_gap = self.tally.stop_measuring(used.t1);
         self.phase = Phase::Drain;
         self.senders.mark_end();
         Ok(Measured {
-            t0,
-            t1,
-            srv_cpu: srv0.zip(srv1).map(|(a, b)| b.saturating_sub(a)),
-            gen_cpu: gen1.saturating_sub(gen0),
-            srv_core: srv_core.filter(|c| Some(*c) != gen_core),
-            srv_core_busy: srv_core_busy.filter(|_| srv_core != gen_core),
-            gen_core,
-            gen_core_busy,
+            used,
             final_gap,
             receivers_at_start,
             drain_s: 0.0,

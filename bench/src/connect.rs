@@ -12,9 +12,10 @@
 //! Whether the server greets is found out with the first connection, made
 //! alone.
 
+mod phase;
+
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind};
-use std::mem;
+use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
@@ -25,7 +26,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::args::Opts;
 use crate::client::{Client, State};
 use crate::log;
-use crate::procstat::SEC;
+use crate::procstat::now_ns;
+use crate::rooms::Layout;
+use crate::tls::{self, TlsSetup};
 
 /// Connect attempts per client, and how long one attempt may take.
 const CONNECT_ATTEMPTS: u32 = 20;
@@ -42,6 +45,8 @@ const GREETING_TIMEOUT: u64 = 4_000_000_000;
 const STALE_MAX: u64 = 15_000_000_000;
 /// How long the first connection waits to find out whether the server greets.
 const GREETING_PROBE: u64 = 2_000_000_000;
+/// How long a greeted client waits for the answer to its `/join`.
+const JOIN_TIMEOUT: u64 = 5_000_000_000;
 
 #[derive(Default)]
 pub struct ConnectStats {
@@ -55,6 +60,8 @@ pub struct ConnectStats {
     pub connected_ever: u64,
     pub closed_by_server: u64,
     pub last_error: Option<String>,
+    /// TLS: what the first connection negotiated.
+    pub tls: Option<String>,
 }
 
 pub struct Connections {
@@ -63,6 +70,8 @@ pub struct Connections {
     slow_rcvbuf: usize,
     kernel_ts: bool,
     name_first: bool,
+    layout: Layout,
+    tls: Option<TlsSetup>,
     parallel: usize,
     clients: Vec<Client>,
     queue: VecDeque<usize>,
@@ -78,13 +87,20 @@ pub struct Connections {
 
 impl Connections {
     /// `registry`: the poller's (a clone of it), for the clients' sockets.
-    pub fn new(registry: Registry, o: &Opts, clients: Vec<Client>, kernel_ts: bool) -> Self {
+    pub fn new(
+        registry: Registry,
+        o: &Opts,
+        (clients, layout, tls): (Vec<Client>, Layout, Option<TlsSetup>),
+        kernel_ts: bool,
+    ) -> Self {
         Connections {
+            tls,
             registry,
             addr: o.addr,
             slow_rcvbuf: o.slow_rcvbuf,
             kernel_ts,
             name_first: o.name_first,
+            layout,
             parallel: o.connect_parallel,
             clients,
             queue: VecDeque::new(),
@@ -137,10 +153,12 @@ impl Connections {
         let c = &mut self.clients[idx];
         c.attempt.count += 1;
         c.attempt.started = now;
+        c.attempt.opened = now;
         match self.open(idx) {
-            Ok(stream) => {
+            Ok((stream, tls)) => {
                 let c = &mut self.clients[idx];
                 c.stream = Some(stream);
+                c.tls = tls.map(Box::new);
                 c.state = State::Connecting;
                 self.in_flight.push(idx);
             }
@@ -155,8 +173,10 @@ impl Connections {
         }
     }
 
-    /// A non-blocking socket for client `idx`, connecting and registered.
-    fn open(&self, idx: usize) -> io::Result<TcpStream> {
+    /// A non-blocking socket for client `idx`, connecting and registered,
+    /// and its TLS state with `--tls`.
+    fn open(&self, idx: usize) -> io::Result<(TcpStream, Option<rustls::ClientConnection>)> {
+        let tls = self.tls.as_ref().map(TlsSetup::connection).transpose()?;
         let addr = self.addr;
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_nonblocking(true)?;
@@ -178,7 +198,7 @@ impl Connections {
             Token(idx),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        Ok(stream)
+        Ok((stream, tls))
     }
 
     /// The attempt of client `idx` failed: retry it after a backoff, or
@@ -188,6 +208,7 @@ impl Connections {
         if let Some(mut s) = c.stream.take() {
             let _ = self.registry.deregister(&mut s);
         }
+        c.tls = None;
         if let Some(p) = self.in_flight.iter().position(|&i| i == idx) {
             self.in_flight.swap_remove(p);
         }
@@ -228,14 +249,15 @@ impl Connections {
                 let c = &mut self.clients[idx];
                 c.state = State::Greeting;
                 c.attempt.started = now;
-                if self.greets == Some(false) {
+                if self.greets == Some(false) && self.clients[idx].tls.is_none() {
                     self.promote(idx);
                 }
                 if self.name_first {
                     let name = format!("bench{idx}\n");
                     self.clients[idx].queue(name.as_bytes());
-                    self.flush(idx);
                 }
+                // The name, and with TLS the ClientHello.
+                self.flush(idx);
                 true
             }
             Err(e) => {
@@ -261,31 +283,133 @@ impl Connections {
         }
     }
 
+    /// Client `idx` was read; `got_data`: plaintext came. The first is the
+    /// greeting; from a server that does not greet, a TLS connection is
+    /// made once its handshake is done.
+    pub fn read_progress(&mut self, idx: usize, got_data: bool) {
+        if got_data || (self.greets == Some(false) && self.handshake_done(idx)) {
+            self.promote(idx);
+        }
+    }
+
+    /// Is client `idx` past its TLS handshake (or without TLS)?
+    pub fn handshake_done(&self, idx: usize) -> bool {
+        let c = &self.clients[idx];
+        c.stream.is_some() && c.tls.as_ref().is_none_or(|t| !t.is_handshaking())
+    }
+
     /// The server has this connection (it sent something, or does not greet
-    /// at all): it is done connecting.
+    /// at all): it is done connecting, or, with rooms, goes to its room.
     pub fn promote(&mut self, idx: usize) {
         if self.clients[idx].state != State::Greeting {
             return;
         }
+        if self.greets.is_none() {
+            self.greets = Some(true);
+            log(format_args!(
+                "the server greets newcomers: a connection counts once its first byte arrives"
+            ));
+        }
+        if self.layout.joins() {
+            let line = self.layout.join_line(idx);
+            let c = &mut self.clients[idx];
+            c.queue(&line);
+            c.state = State::Joining;
+            c.attempt.started = now_ns();
+            self.flush(idx);
+            // The slow client never reads the answer.
+            if !self.clients[idx].slow {
+                return;
+            }
+        }
+        self.connected(idx);
+    }
+
+    /// Client `idx` read the answer to its `/join`: it is in its room.
+    pub fn joined(&mut self, idx: usize) {
+        if self.clients[idx].state == State::Joining {
+            self.connected(idx);
+        }
+    }
+
+    /// The server refused client `idx`'s `/join` with `line`.
+    pub fn join_refused(&mut self, idx: usize, line: &str) {
+        if self.clients[idx].state == State::Joining {
+            let e = io::Error::other(format!("/join refused: {line}"));
+            self.fail(idx, e, false, now_ns());
+        }
+    }
+
+    /// Client `idx` is connected (and in its room): its slot is free.
+    fn connected(&mut self, idx: usize) {
         if let Some(p) = self.in_flight.iter().position(|&i| i == idx) {
             self.in_flight.swap_remove(p);
         }
         if let Some(p) = self.stale.iter().position(|&(i, _)| i == idx) {
             self.stale.swap_remove(p);
         }
+        let now = now_ns();
         let c = &mut self.clients[idx];
         c.state = State::Connected;
+        c.connected = Some((now, now.saturating_sub(c.attempt.opened)));
+        if self.st.tls.is_none() {
+            self.st.tls = c.tls.as_deref().map(tls::describe);
+        }
         if c.attempt.given_up {
             c.attempt.given_up = false;
             self.st.failed -= 1;
             log(format_args!("client {idx}: greeted after all"));
         }
         self.st.connected_ever += 1;
-        if self.greets.is_none() {
-            self.greets = Some(true);
-            log(format_args!(
-                "the server greets newcomers: a connection counts once its first byte arrives"
-            ));
+        if self.clients[idx].transient {
+            self.hang_up(idx);
+        }
+    }
+
+    /// Hang up client `idx` (with TLS, after a close_notify): send a FIN
+    /// and wait for the server's. Closing with unread data would send a
+    /// reset instead, and ncat quits when a connection it has not
+    /// announced yet is reset.
+    fn hang_up(&mut self, idx: usize) {
+        let c = &mut self.clients[idx];
+        if let Some(tls) = c.tls.as_deref_mut() {
+            tls.send_close_notify();
+        }
+        let _ = c.flush();
+        c.tls = None;
+        c.state = State::Done;
+        let shut = c
+            .stream
+            .as_ref()
+            .map(|s| s.shutdown(std::net::Shutdown::Write));
+        if !matches!(shut, Some(Ok(()))) {
+            self.bury(idx);
+        }
+    }
+
+    /// A hung-up client: read and drop what arrives; at the server's close,
+    /// close the socket.
+    pub fn drain_done(&mut self, idx: usize) {
+        let Some(stream) = self.clients[idx].stream.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.bury(idx);
+    }
+
+    /// Close the socket of client `idx` for good.
+    fn bury(&mut self, idx: usize) {
+        if let Some(mut s) = self.clients[idx].stream.take() {
+            let _ = self.registry.deregister(&mut s);
         }
     }
 
@@ -295,6 +419,7 @@ impl Connections {
         if let Some(mut s) = c.stream.take() {
             let _ = self.registry.deregister(&mut s);
         }
+        c.tls = None;
         c.state = State::Closed;
         self.st.closed_by_server += 1;
         if self.st.closed_by_server <= 3 {
@@ -311,224 +436,16 @@ impl Connections {
 
     /// Reading client `idx` ended with `why` (end of stream or an error):
     /// a failed attempt while it waited for its greeting, else a close.
-    pub fn lost(&mut self, idx: usize, why: String, now: u64) {
-        if self.clients[idx].state == State::Greeting {
-            let e = io::Error::new(ErrorKind::ConnectionReset, why);
-            self.fail(idx, e, true, now);
-        } else {
-            self.close(idx, &why);
-        }
-    }
-
-    // --------------------------------------------------------- connect phase
-
-    /// When the current attempt of in-flight client `idx` times out.
-    fn attempt_deadline(&self, idx: usize) -> u64 {
-        let c = &self.clients[idx];
-        c.attempt.started
-            + match (c.state, self.greets) {
-                (State::Greeting, None) => GREETING_PROBE,
-                (State::Greeting, _) if c.attempt.poked => GREETING_TIMEOUT,
-                (State::Greeting, _) => GREETING_POKE,
-                _ => CONNECT_ATTEMPT_TIMEOUT,
+    /// `retry`: worth another attempt (not after a TLS failure).
+    pub fn lost(&mut self, idx: usize, why: String, retry: bool, now: u64) {
+        match self.clients[idx].state {
+            State::Greeting | State::Joining => {
+                let e = io::Error::new(ErrorKind::ConnectionReset, why);
+                self.fail(idx, e, retry, now);
             }
-    }
-
-    /// The next time the connect phase has something to do by the clock.
-    pub fn next_deadline(&self) -> u64 {
-        let retries = self.retries.iter().map(|&(at, _)| at);
-        let attempts = self.in_flight.iter().map(|&i| self.attempt_deadline(i));
-        let stale = self.stale.iter().map(|&(_, since)| since + STALE_MAX);
-        retries
-            .chain(attempts)
-            .chain(stale)
-            .min()
-            .unwrap_or(u64::MAX)
-    }
-
-    /// Every client is to be connected; the slow client (last) after every
-    /// healthy one.
-    pub fn begin(&mut self) {
-        self.queue = (0..self.clients.len()).collect();
-    }
-
-    /// One round of the connect phase, which began at `start` and must end
-    /// by `deadline`: retries, timeouts, new attempts. True when it is over.
-    pub fn step(&mut self, now: u64, start: u64, deadline: u64) -> bool {
-        self.requeue_retries(now);
-        self.handle_hung(now);
-        // A server that refuses everything: stop after a few rounds of
-        // failures instead of grinding through every client.
-        let give_up = self.st.failed as usize >= 3 * self.parallel;
-        if now >= deadline || give_up {
-            self.abandon(now, start, give_up);
-            return true;
+            // Closed by the generator itself once connected.
+            State::Done => {}
+            _ => self.close(idx, &why),
         }
-        let parallel = if self.greets.is_some() {
-            self.parallel
-        } else {
-            1
-        };
-        while self.in_flight.len() < parallel {
-            let Some(idx) = self.queue.pop_front() else {
-                break;
-            };
-            self.start(idx, now);
-        }
-        self.finished(now)
-    }
-
-    /// Retries whose backoff has passed go to the front of the queue.
-    fn requeue_retries(&mut self, now: u64) {
-        let mut k = 0;
-        while k < self.retries.len() {
-            if self.retries[k].0 <= now {
-                let (_, idx) = self.retries.swap_remove(k);
-                self.queue.push_front(idx);
-            } else {
-                k += 1;
-            }
-        }
-    }
-
-    /// Attempts that have hung too long: decide whether the server greets,
-    /// poke a ghost, let a poked one wait without a slot, or retry.
-    fn handle_hung(&mut self, now: u64) {
-        let hung: Vec<usize> = self
-            .in_flight
-            .iter()
-            .copied()
-            .filter(|&i| now >= self.attempt_deadline(i))
-            .collect();
-        for idx in hung {
-            let c = &mut self.clients[idx];
-            if c.state == State::Greeting && self.greets.is_none() {
-                self.greets = Some(false);
-                log(format_args!(
-                    "no greeting from the server: a connection counts once established"
-                ));
-                self.promote(idx);
-            } else if c.state == State::Greeting && !c.attempt.poked {
-                // Established on our side, no greeting: most likely a
-                // SYN-cookie connection that met a full accept queue. Data
-                // makes the server's kernel create it (retransmitted until
-                // the queue has room); closing it instead can kill a server
-                // that fails on a connection reset before accept() (ncat
-                // quits on that).
-                c.attempt.poked = true;
-                c.attempt.started = now;
-                c.queue(b"\n");
-                self.st.pokes += 1;
-                self.flush(idx);
-            } else if c.state == State::Greeting {
-                self.go_stale(idx, now);
-            } else {
-                self.fail(idx, io::Error::from(ErrorKind::TimedOut), true, now);
-            }
-        }
-    }
-
-    /// Poked and still nothing. Closing it could still kill ncat, so it
-    /// stays open and read, but stops holding a connect slot.
-    fn go_stale(&mut self, idx: usize, now: u64) {
-        if let Some(p) = self.in_flight.iter().position(|&i| i == idx) {
-            self.in_flight.swap_remove(p);
-        }
-        self.stale.push((idx, now));
-        self.st.stale += 1;
-        if self.st.stale <= 3 {
-            log(format_args!(
-                "client {idx}: established but no greeting even after a poke; waiting on"
-            ));
-        }
-    }
-
-    /// Out of time, or too many failures: count everything not connected.
-    fn abandon(&mut self, now: u64, start: u64, give_up: bool) {
-        let mut left = 0;
-        for idx in self
-            .queue
-            .drain(..)
-            .chain(self.retries.drain(..).map(|r| r.1))
-        {
-            self.clients[idx].state = State::Failed;
-            left += 1;
-        }
-        let pending: Vec<usize> = mem::take(&mut self.in_flight)
-            .into_iter()
-            .chain(self.stale.drain(..).map(|s| s.0))
-            .collect();
-        for idx in pending {
-            let c = &mut self.clients[idx];
-            if c.state == State::Greeting {
-                // Established, not greeted: leave it open (see above).
-                c.attempt.given_up = true;
-                self.st.failed += 1;
-                continue;
-            }
-            if let Some(mut s) = c.stream.take() {
-                let _ = self.registry.deregister(&mut s);
-            }
-            c.state = State::Failed;
-            left += 1;
-        }
-        self.st.not_attempted += left;
-        if !give_up {
-            self.st.timed_out = Some((now - start) as f64 / SEC);
-        }
-        let why = if give_up {
-            "too many failed connects"
-        } else {
-            "connect timeout"
-        };
-        log(format_args!(
-            "{why}: {} connected, {} failed, {left} abandoned",
-            self.st.connected_ever, self.st.failed
-        ));
-    }
-
-    /// Is everything connected or given up? Stale connections are waited
-    /// for up to `STALE_MAX` each, then counted as failed (still open).
-    fn finished(&mut self, now: u64) -> bool {
-        let done = self.queue.is_empty()
-            && self.retries.is_empty()
-            && self.in_flight.is_empty()
-            && self
-                .stale
-                .iter()
-                .all(|&(_, since)| now >= since + STALE_MAX);
-        if done {
-            for (idx, _) in mem::take(&mut self.stale) {
-                self.clients[idx].attempt.given_up = true;
-                self.st.failed += 1;
-            }
-        }
-        done
-    }
-
-    /// A one-line account of connections that failed or were closed, if any.
-    pub fn status(&self, clients_wanted: usize) -> Option<String> {
-        let failed = self.failed();
-        if let Some(t) = self.st.timed_out {
-            return Some(format!(
-                "connect timeout: {} of {} connected after {t:.0} s",
-                self.st.connected_ever,
-                self.clients.len()
-            ));
-        }
-        if failed > 0 {
-            return Some(format!(
-                "refused after {} clients ({failed} of {} could not connect)",
-                self.st.connected_ever,
-                self.clients.len()
-            ));
-        }
-        let closed = self.count(|c| !c.slow && c.state == State::Closed);
-        if closed > 0 {
-            return Some(format!(
-                "server closed {closed} of {clients_wanted} clients"
-            ));
-        }
-        None
     }
 }

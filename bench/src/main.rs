@@ -11,11 +11,13 @@ mod procstat;
 mod reactor;
 mod receive;
 mod report;
+mod rooms;
 mod rxts;
 mod senders;
 mod slow;
 mod tally;
 mod timer;
+mod tls;
 mod token;
 
 use std::process::ExitCode;

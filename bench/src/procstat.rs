@@ -110,6 +110,78 @@ pub fn busy_between(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64>
     (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
 }
 
+/// Readings at the start of an interval: the server's CPU time and this
+/// process's, and the busy jiffies of the cores each is pinned to.
+pub struct Usage {
+    pid: Option<u32>,
+    srv_core: Option<usize>,
+    gen_core: Option<usize>,
+    t0: u64,
+    srv0: Option<u64>,
+    gen0: u64,
+    srv_j0: Option<(u64, u64)>,
+    gen_j0: Option<(u64, u64)>,
+}
+
+/// What an interval used. The server's core is reported only when it is
+/// not the generator's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Used {
+    pub t0: u64,
+    pub t1: u64,
+    pub srv_cpu: Option<u64>,
+    pub gen_cpu: u64,
+    pub srv_core: Option<usize>,
+    pub srv_core_busy: Option<f64>,
+    pub gen_core: Option<usize>,
+    pub gen_core_busy: Option<f64>,
+}
+
+impl Usage {
+    /// The interval starts now; `pid`: the server's.
+    pub fn start(pid: Option<u32>) -> Self {
+        let srv_core = pid.and_then(|p| pinned_cpu(Some(p)));
+        let gen_core = pinned_cpu(None);
+        let srv_j0 = srv_core.and_then(cpu_jiffies);
+        let gen_j0 = gen_core.and_then(cpu_jiffies);
+        Usage {
+            pid,
+            srv_core,
+            gen_core,
+            t0: now_ns(),
+            srv0: pid.and_then(proc_cpu_ns),
+            gen0: self_cpu_ns(),
+            srv_j0,
+            gen_j0,
+        }
+    }
+
+    /// When the interval started.
+    pub fn t0(&self) -> u64 {
+        self.t0
+    }
+
+    /// The interval ends now.
+    pub fn end(&self) -> Used {
+        let t1 = now_ns();
+        let srv1 = self.pid.and_then(proc_cpu_ns);
+        let gen1 = self_cpu_ns();
+        let srv_busy = busy_between(self.srv_j0, self.srv_core.and_then(cpu_jiffies));
+        let gen_busy = busy_between(self.gen_j0, self.gen_core.and_then(cpu_jiffies));
+        let own_core = self.srv_core != self.gen_core;
+        Used {
+            t0: self.t0,
+            t1,
+            srv_cpu: self.srv0.zip(srv1).map(|(a, b)| b.saturating_sub(a)),
+            gen_cpu: gen1.saturating_sub(self.gen0),
+            srv_core: self.srv_core.filter(|_| own_core),
+            srv_core_busy: srv_busy.filter(|_| own_core),
+            gen_core: self.gen_core,
+            gen_core_busy: gen_busy,
+        }
+    }
+}
+
 /// Resident set size now and its high-water mark, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mem {

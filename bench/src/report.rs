@@ -4,9 +4,10 @@
 use hdrhistogram::Histogram;
 
 use crate::args::{Opts, Scenario};
+use crate::client::Client;
 use crate::connect::Connections;
 use crate::json::Obj;
-use crate::procstat::{Mem, MemWatch, SEC, secs_ns};
+use crate::procstat::{Mem, MemWatch, SEC, Used, secs_ns};
 use crate::receive::Reader;
 use crate::senders::Senders;
 use crate::slow::SlowEnd;
@@ -24,14 +25,8 @@ const STALL_GAP: u64 = 500_000_000;
 
 /// Readings taken around the measured interval and after it.
 pub struct Measured {
-    pub t0: u64,
-    pub t1: u64,
-    pub srv_cpu: Option<u64>,
-    pub gen_cpu: u64,
-    pub srv_core: Option<usize>,
-    pub srv_core_busy: Option<f64>,
-    pub gen_core: Option<usize>,
-    pub gen_core_busy: Option<f64>,
+    /// CPU time and cores over the measured interval.
+    pub used: Used,
     pub final_gap: u64,
     pub receivers_at_start: usize,
     pub drain_s: f64,
@@ -54,15 +49,17 @@ pub struct Report<'a> {
 }
 
 impl Report<'_> {
-    fn common(&self, o: &mut Obj) {
+    pub fn common(&self, o: &mut Obj) {
         o.str("scenario", self.o.scenario.name())
             .opt_str("label", self.o.label.as_deref())
             .str("addr", &self.o.addr.to_string())
             .opt_u64("server_pid", self.o.server_pid.map(u64::from))
-            .u64("clients", self.o.clients as u64);
+            .u64("clients", self.o.clients as u64)
+            .u64("rooms", self.o.rooms as u64)
+            .bool("tls", self.o.tls);
     }
 
-    fn connection_fields(&self, o: &mut Obj) {
+    pub fn connection_fields(&self, o: &mut Obj) {
         let st = &self.conns.st;
         o.u64("connected_ever", st.connected_ever)
             .u64("connected_at_end", self.conns.alive_healthy() as u64)
@@ -72,10 +69,11 @@ impl Report<'_> {
             .u64("connect_failed", self.conns.failed())
             .opt_f64("connect_timed_out_after_s", st.timed_out, 1)
             .u64("closed_by_server", st.closed_by_server)
-            .opt_str("last_connect_error", st.last_error.as_deref());
+            .opt_str("last_connect_error", st.last_error.as_deref())
+            .opt_str("tls_negotiated", st.tls.as_deref());
     }
 
-    fn connection_status(&self) -> Option<String> {
+    pub fn connection_status(&self) -> Option<String> {
         self.conns.status(self.o.clients)
     }
 
@@ -106,16 +104,18 @@ impl Report<'_> {
         o.finish()
     }
 
-    /// The traffic scenarios (throughput, latency, slow-reader).
-    pub fn traffic(&self, m: &Measured) -> String {
-        let dur = (m.t1 - m.t0) as f64 / SEC;
+    /// The traffic scenarios (throughput, latency, slow-reader); `more`
+    /// adds the fields of a burst of connections.
+    pub fn traffic(&self, m: &Measured, more: impl FnOnce(&mut Obj)) -> String {
+        let dur = (m.used.t1 - m.used.t0) as f64 / SEC;
         let mut o = Obj::new();
         self.common(&mut o);
         self.setup_fields(&mut o, dur);
         self.connection_fields(&mut o);
         self.line_fields(&mut o, m, dur);
         self.latency_fields(&mut o);
-        self.resource_fields(&mut o, m, dur);
+        more(&mut o);
+        self.resource_fields(&mut o, m);
         if self.o.scenario == Scenario::SlowReader {
             self.slow_fields(&mut o, m);
         }
@@ -166,6 +166,7 @@ impl Report<'_> {
             .u64("duplicates", st.duplicates)
             .u64("order_violations", st.order_violations)
             .u64("malformed_lines", st.malformed)
+            .u64("cross_room_lines", st.cross_room)
             .u64("notice_lines", st.noise)
             .u64("overlong_lines", self.reader.overlong)
             .u64("window_resets", self.senders.window_resets)
@@ -205,28 +206,35 @@ impl Report<'_> {
         }
     }
 
-    fn resource_fields(&self, o: &mut Obj, m: &Measured, dur: f64) {
-        let interval = (m.t1 - m.t0) as f64;
-        let gen_util = m.gen_cpu as f64 / interval;
-        let gen_idle = self.poll_wait as f64 / interval;
-        let srv_cpu_s = m.srv_cpu.map(|c| c as f64 / SEC);
+    fn resource_fields(&self, o: &mut Obj, m: &Measured) {
+        let srv_cpu_s = m.used.srv_cpu.map(|c| c as f64 / SEC);
         let delivered = self.tally.st.delivered;
+        o.opt_f64(
+            "server_cpu_ns_per_line",
+            srv_cpu_s.and_then(|c| (delivered > 0).then(|| c * SEC / delivered as f64)),
+            1,
+        )
+        .opt_u64("server_peak_rss_bytes", self.mem.peak())
+        .opt_u64("server_rss_end_bytes", self.mem.last.map(|m| m.rss))
+        .u64("rss_samples", self.mem.samples);
+        self.cpu_fields(o, &m.used);
+    }
+
+    /// CPU over an interval: the server's (its process, and its core when
+    /// pinned) and the generator's, and whether the generator was the limit.
+    pub fn cpu_fields(&self, o: &mut Obj, u: &Used) {
+        let interval = (u.t1 - u.t0) as f64;
+        let gen_util = u.gen_cpu as f64 / interval;
+        let gen_idle = self.poll_wait as f64 / interval;
+        let srv_cpu_s = u.srv_cpu.map(|c| c as f64 / SEC);
         o.opt_f64("server_cpu_s", srv_cpu_s, 4)
-            .opt_f64("server_cpu_util", srv_cpu_s.map(|c| c / dur), 3)
-            .opt_f64(
-                "server_cpu_ns_per_line",
-                srv_cpu_s.and_then(|c| (delivered > 0).then(|| c * SEC / delivered as f64)),
-                1,
-            )
-            .opt_u64("server_peak_rss_bytes", self.mem.peak())
-            .opt_u64("server_rss_end_bytes", self.mem.last.map(|m| m.rss))
-            .u64("rss_samples", self.mem.samples)
-            .opt_u64("server_core", m.srv_core.map(|c| c as u64))
-            .opt_f64("server_core_busy", m.srv_core_busy, 3)
-            .f64("generator_cpu_s", m.gen_cpu as f64 / SEC, 4)
+            .opt_f64("server_cpu_util", srv_cpu_s.map(|c| c * SEC / interval), 3)
+            .opt_u64("server_core", u.srv_core.map(|c| c as u64))
+            .opt_f64("server_core_busy", u.srv_core_busy, 3)
+            .f64("generator_cpu_s", u.gen_cpu as f64 / SEC, 4)
             .f64("generator_cpu_util", gen_util, 3)
-            .opt_u64("generator_core", m.gen_core.map(|c| c as u64))
-            .opt_f64("generator_core_busy", m.gen_core_busy, 3)
+            .opt_u64("generator_core", u.gen_core.map(|c| c as u64))
+            .opt_f64("generator_core_busy", u.gen_core_busy, 3)
             .f64("generator_idle_fraction", gen_idle, 3)
             .bool(
                 "generator_bound",
@@ -240,7 +248,8 @@ impl Report<'_> {
             .u64("slow_client_bytes_read_at_end", m.slow.bytes_read)
             .opt_f64(
                 "slow_client_closed_at_s",
-                self.slow_closed.map(|t| (t as f64 - m.t0 as f64) / SEC),
+                self.slow_closed
+                    .map(|t| (t as f64 - m.used.t0 as f64) / SEC),
                 3,
             )
             .u64("slow_client_rcvbuf", self.o.slow_rcvbuf as u64);
@@ -265,7 +274,17 @@ impl Report<'_> {
     }
 }
 
-fn percentiles(h: &Histogram<u64>) -> Obj {
+/// How long connecting took, for the clients that connected among `clients`
+/// (from the opening of the socket to connected, in µs).
+pub fn connect_times<'a>(clients: impl Iterator<Item = &'a Client>) -> Obj {
+    let mut h = crate::tally::histogram().expect("histogram bounds");
+    for (_, took) in clients.filter_map(|c| c.connected) {
+        h.saturating_record(took.max(1_000));
+    }
+    percentiles(&h)
+}
+
+pub fn percentiles(h: &Histogram<u64>) -> Obj {
     let mut lat = Obj::new();
     let q = |p: f64| h.value_at_quantile(p) as f64 / 1e3;
     lat.u64("count", h.len());

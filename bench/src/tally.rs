@@ -7,6 +7,7 @@ use std::io;
 use hdrhistogram::Histogram;
 
 use crate::client::{Client, State};
+use crate::rooms::Layout;
 use crate::senders::Senders;
 use crate::token::{Line, Scanner};
 
@@ -60,12 +61,18 @@ pub struct LineStats {
     pub self_seen: u64,
     /// Distinct valid lines received during the measured interval.
     pub delivered: u64,
+    /// Lines of a sender in another room than the receiver's: a server
+    /// that leaks between rooms (never counted as delivered).
+    pub cross_room: u64,
 }
 
 pub struct Tally {
     scanner: Scanner,
+    /// Clients whose lines count (a burst's clients are not among them).
+    receivers: usize,
     senders: usize,
-    observer: usize,
+    /// Rooms, senders and observers.
+    layout: Layout,
     /// The run's time zero (tokens carry send times relative to it).
     base: u64,
     tracks: Vec<Track>,
@@ -77,11 +84,34 @@ pub struct Tally {
     /// The same, up to when this thread read the line (kept when arrival
     /// times are the kernel's).
     pub hist_user: Histogram<u64>,
+    /// With a burst of connections: `hist` split by send time.
+    pub burst: Option<Box<BurstSplit>>,
     keep_read_latency: bool,
     /// Inside the measured interval: deliveries count.
     measuring: bool,
     last_delivery: u64,
     pub longest_gap: u64,
+}
+
+/// The latency of the lines sent while a burst of connections was under
+/// way (`window`, by intended send time), and of the others.
+pub struct BurstSplit {
+    pub window: (u64, u64),
+    pub during: Histogram<u64>,
+    pub outside: Histogram<u64>,
+}
+
+impl BurstSplit {
+    #[inline]
+    fn record(&mut self, sent_at: u64, latency: u64) {
+        let (from, to) = self.window;
+        let h = if (from..=to).contains(&sent_at) {
+            &mut self.during
+        } else {
+            &mut self.outside
+        };
+        h.saturating_record(latency);
+    }
 }
 
 pub fn histogram() -> io::Result<Histogram<u64>> {
@@ -90,29 +120,43 @@ pub fn histogram() -> io::Result<Histogram<u64>> {
 }
 
 impl Tally {
-    /// `receivers` clients that read, `clients` in all, the first
-    /// `senders` of them sending and the next one the observer.
+    /// `receivers` clients whose lines count, `clients` in all; `layout` says
+    /// which of them send and observe, and who is in which room.
     pub fn new(
         line_bytes: usize,
-        (receivers, clients, senders): (usize, usize, usize),
+        (receivers, clients, layout): (usize, usize, Layout),
         base: u64,
         keep_read_latency: bool,
     ) -> io::Result<Self> {
+        let senders = layout.senders;
         Ok(Tally {
             scanner: Scanner::new(line_bytes),
+            receivers,
             senders,
-            observer: senders,
+            layout,
             base,
             tracks: vec![Track::default(); receivers * senders],
             uniq: vec![0; clients],
             st: LineStats::default(),
             hist: histogram()?,
             hist_user: histogram()?,
+            burst: None,
             keep_read_latency,
             measuring: false,
             last_delivery: base,
             longest_gap: 0,
         })
+    }
+
+    /// Split the latency by the window of a burst of connections (set in
+    /// `burst.window`; until then, every line is outside it).
+    pub fn split_burst(&mut self) -> io::Result<()> {
+        self.burst = Some(Box::new(BurstSplit {
+            window: (u64::MAX, u64::MAX),
+            during: histogram()?,
+            outside: histogram()?,
+        }));
+        Ok(())
     }
 
     /// Does the server send senders their own lines?
@@ -143,6 +187,9 @@ impl Tally {
         (now, rx): (u64, u64),
         senders: &mut Senders,
     ) {
+        if idx >= self.receivers {
+            return;
+        }
         match self.scanner.classify(line) {
             Line::Noise => self.st.noise += 1,
             Line::Malformed => self.st.malformed += 1,
@@ -162,7 +209,13 @@ impl Tally {
         (now, rx): (u64, u64),
         senders: &mut Senders,
     ) {
-        let Some(snd) = senders.arrived(s, seq, idx == self.observer, now) else {
+        let room = self.layout.room_of(idx);
+        if s < self.senders && self.layout.room_of(s) != room {
+            self.st.cross_room += 1;
+            return;
+        }
+        let observer = self.layout.observes(idx);
+        let Some(snd) = senders.arrived(s, seq, observer, now) else {
             // Not a line this run sent: as good as mangled.
             self.st.malformed += 1;
             return;
@@ -187,8 +240,11 @@ impl Tally {
         if seq >= mstart {
             self.uniq[idx] += 1;
             let sent_at = self.base + time_ns;
-            self.hist
-                .saturating_record(rx.saturating_sub(sent_at).max(1_000));
+            let latency = rx.saturating_sub(sent_at).max(1_000);
+            self.hist.saturating_record(latency);
+            if let Some(b) = self.burst.as_deref_mut() {
+                b.record(sent_at, latency);
+            }
             if self.keep_read_latency {
                 self.hist_user
                     .saturating_record(now.saturating_sub(sent_at).max(1_000));
@@ -198,21 +254,25 @@ impl Tally {
 
     /// (expected, received) distinct measured lines over the clients that
     /// were receiving when the interval began; with `connected_only`, over
-    /// those still connected. A client expects every measured line, less
-    /// its own when the server does not echo.
+    /// those still connected. A client expects every measured line of its
+    /// room, less its own when the server does not echo.
     pub fn deliveries(
         &self,
         senders: &Senders,
         clients: &[Client],
         connected_only: bool,
     ) -> (u64, u64) {
-        let total = senders.measured_total();
+        let mut per_room = vec![0u64; self.layout.rooms];
+        for s in 0..senders.count() {
+            per_room[self.layout.room_of(s)] += senders.measured(s);
+        }
         let mut exp = 0;
         let mut got = 0;
         for (i, c) in clients.iter().enumerate() {
             if !c.receiving || (connected_only && c.state != State::Connected) {
                 continue;
             }
+            let total = per_room[self.layout.room_of(i)];
             exp += match c.sender {
                 Some(s) if !self.echo() => total - senders.measured(s),
                 _ => total,
@@ -226,6 +286,22 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn burst_split_goes_by_send_time() {
+        let mut t = Tally::new(64, (2, 2, Layout::new(1, 1)), 0, false).unwrap();
+        t.split_burst().unwrap();
+        let b = t.burst.as_deref_mut().unwrap();
+        b.record(5, 1_000);
+        b.window = (10, u64::MAX);
+        b.record(9, 2_000);
+        b.record(12, 3_000);
+        b.window = (10, 20);
+        b.record(20, 4_000);
+        b.record(21, 5_000);
+        assert_eq!((b.during.len(), b.outside.len()), (2, 3));
+        assert!(b.during.equivalent(b.during.max(), 4_000));
+    }
 
     #[test]
     fn track_tells_late_from_duplicate() {
