@@ -149,7 +149,7 @@ impl Connection {
         token: Token,
         now_ms: u64,
     ) -> FlushReport {
-        if self.write_blocked && !queue.is_empty() {
+        if self.write_blocked && (!queue.is_empty() || self.transport.has_pending()) {
             // Waiting for a writable event.
             return FlushReport {
                 how: Flushed::Blocked,
@@ -158,6 +158,15 @@ impl Connection {
             };
         }
         let mut report = queue.write_to(&mut self.transport, arena, limits);
+        if matches!(report.how, Flushed::Drained) {
+            // The transport's own bytes (TLS ciphertext of the last records,
+            // handshake messages) must get out too.
+            match self.transport.flush_pending() {
+                Ok(false) => {}
+                Ok(true) => report.how = Flushed::Blocked,
+                Err(e) => report.how = Flushed::Failed(e),
+            }
+        }
         if report.written > 0 || queue.is_empty() {
             self.last_write_ms = now_ms;
         }

@@ -38,6 +38,7 @@ impl Sessions {
         }
         self.hub.end_turn();
         self.flushing = false;
+        self.handshakes = 0;
         self.visit = visit;
         self.backlog = backlog;
         self.relieve_pressure(deadlines);

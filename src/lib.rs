@@ -74,6 +74,7 @@ pub mod sessions;
 pub mod stats;
 pub mod sweep;
 pub mod sys;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 

@@ -34,6 +34,10 @@ pub const ARENA_KEEP: usize = 64 * 1024;
 /// Arena capacity another room keeps between turns: a thousand quiet rooms
 /// must not hold 64 KiB each.
 pub const ROOM_ARENA_KEEP: usize = 4 * 1024;
+/// TLS handshakes worked on per turn at most: each costs about 100 µs of
+/// CPU (ECDSA), so a burst of 200 is spread over turns and chat goes on
+/// between them.
+pub const MAX_HANDSHAKES_PER_TURN: usize = 32;
 /// What one arrival may add to everyone's share of a turn: the longest
 /// address (`[ffff:…]:65535`) and ` has arrived`. Accepting stops for the
 /// turn when this no longer fits.

@@ -60,14 +60,16 @@ fn start(config: Config) -> std::io::Result<Server> {
     server.handle_signals().map_err(|e| {
         std::io::Error::new(e.kind(), format!("cannot install signal handlers: {e}"))
     })?;
+    let listening = match (server.plain_addr(), server.tls_addr()) {
+        (Some(plain), Some(tls)) => format!("{plain} and for TLS on {tls}"),
+        (Some(plain), None) => plain.to_string(),
+        (None, Some(tls)) => format!("{tls} for TLS only"),
+        (None, None) => String::new(),
+    };
     info!(
-        "listening on {} (max {} clients)",
-        server.local_addr(),
+        "listening on {listening} (max {} clients)",
         server.max_clients()
     );
-    let _ = sys::notify_systemd(&format!(
-        "READY=1\nSTATUS=listening on {}",
-        server.local_addr()
-    ));
+    let _ = sys::notify_systemd(&format!("READY=1\nSTATUS=listening on {listening}"));
     Ok(server)
 }

@@ -12,7 +12,7 @@ use log::{debug, warn};
 use crate::chat::{self, Outcome};
 use crate::connection::Read;
 use crate::deadlines::{Deadlines, Timer};
-use crate::limits::READ_BUDGET;
+use crate::limits::{MAX_HANDSHAKES_PER_TURN, READ_BUDGET};
 use crate::line_buffer::{Frame, LineBuffer};
 use crate::log_gate::held_note;
 use crate::member::Phase;
@@ -48,6 +48,16 @@ impl Sessions {
             // carried over): that read put it back on `ready` if it had more.
             return;
         }
+        if conn.transport.handshake_deadline().is_some() {
+            // Handshakes cost CPU: a burst of them gets a few each turn, and
+            // chat goes on between.
+            if self.handshakes >= MAX_HANDSHAKES_PER_TURN {
+                self.ready.push(key);
+                return;
+            }
+            self.handshakes += 1;
+        }
+        let conn = &mut self.conns[key];
         conn.read_turn = self.hub.turn();
         let mut input = std::mem::take(&mut conn.input);
         let mut stopped = self.handle_lines(key, &mut input, deadlines);
@@ -75,16 +85,49 @@ impl Sessions {
             }
         }
         input.release_if_empty();
-        let conn = &mut self.conns[key];
-        conn.input = input;
+        self.conns[key].input = input;
+        self.after_tls_read(key);
+        let conn = &self.conns[key];
         if let Some(e) = failure {
-            debug!("{}: read: {e}", self.hub.member(key).who);
-            self.doom(key, CloseReason::Error);
+            self.read_failed(key, e);
         } else if conn.eof && !stopped && !conn.leaving() && !conn.doomed {
             // Every line it sent is handled: now it leaves.
             self.hub.depart(key, None, true, self.now_ms);
             self.begin_leaving(key, CloseReason::Eof, deadlines);
         }
+    }
+
+    /// A TLS client's handshake may have finished (it is welcomed now), and
+    /// its transport may have bytes of its own to send.
+    fn after_tls_read(&mut self, key: usize) {
+        let Some(tls) = self.conns[key].transport.tls() else {
+            return;
+        };
+        let established = tls.take_established();
+        let pending = tls.has_pending();
+        if established {
+            let how = tls.describe();
+            debug!("{}: TLS established ({how})", self.hub.member(key).who);
+            self.welcome(key);
+        }
+        if pending {
+            self.hub.mark_dirty(key);
+        }
+    }
+
+    /// A read failed: the connection is closed. A TLS failure (garbage or
+    /// plain text on the TLS port, a bad handshake) is worth a warning with
+    /// its reason; the client got an alert.
+    fn read_failed(&mut self, key: usize, e: std::io::Error) {
+        let who = &self.hub.member(key).who;
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            if let Some(held) = self.gate_warn.pass(self.now_ms) {
+                warn!("{who}: TLS failed: {e}{}", held_note(held));
+            }
+        } else {
+            debug!("{who}: read: {e}");
+        }
+        self.doom(key, CloseReason::Error);
     }
 
     /// Handles complete lines from `input` until none is left or something

@@ -27,22 +27,22 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::admission::{Admission, Refusal};
+use crate::admission::Admission;
 use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::deadlines::{Deadlines, Timer};
-use crate::limits::{ACCEPT_RETRY_MS, ARRIVAL_BYTES, EVENTS_PER_TURN, RESERVED_FDS};
-use crate::listener::{Accepted, Listener};
+use crate::limits::{EVENTS_PER_TURN, RESERVED_FDS};
+use crate::listener::Listener;
 use crate::log_gate::{LogGate, held_note};
-use crate::member::who_from_addr;
+
+mod accepting;
 use crate::metrics::MetricsEndpoint;
 use crate::sessions::Sessions;
-use crate::stats::{CloseReason, ClusterGauges, Gauges};
+use crate::stats::{ClusterGauges, Gauges};
+use accepting::{Door, LISTENER, TLS_LISTENER, TlsDoor};
 
-const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const METRICS: Token = Token(usize::MAX - 2);
 /// Tokens from here up belong to metrics connections; clients' tokens are
@@ -63,6 +63,9 @@ pub struct Server {
     poll: Poll,
     /// `None` once a shutdown has begun.
     listener: Option<Listener>,
+    /// The TLS listener and its certificate, with `--tls-listen`.
+    tls: Option<TlsDoor>,
+    /// The plain listener's address, or the TLS one's with `--listen none`.
     local_addr: SocketAddr,
     admission: Admission,
     sessions: Sessions,
@@ -82,26 +85,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.listen` and prepares the server.
+    /// Binds `config.listen` (unless it is `none`) and `--tls-listen`, and
+    /// prepares the server.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let flag_error = |e| crate::config::flag_error("--listen", &config.listen, e, "");
-        let addr = crate::config::resolve("--listen", &config.listen)?;
-        let listener = Listener::bind(addr, config.reuseport).map_err(flag_error)?;
+        let listener = accepting::bind_plain(&config)?;
         Server::with_listener(listener, config)
     }
 
-    /// Serves on an already bound listener (socket activation, tests).
+    /// Serves on an already bound listener (socket activation, tests); a
+    /// TLS listener is still bound from `--tls-listen`.
     pub fn from_std(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
-        Server::with_listener(Listener::from_std(listener)?, config)
+        Server::with_listener(Some(Listener::from_std(listener)?), config)
     }
 
-    fn with_listener(mut listener: Listener, config: Config) -> io::Result<Server> {
+    fn with_listener(mut listener: Option<Listener>, config: Config) -> io::Result<Server> {
         config
             .check()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener.socket, LISTENER, Interest::READABLE)?;
+        if let Some(listener) = &mut listener {
+            poll.registry()
+                .register(&mut listener.socket, LISTENER, Interest::READABLE)?;
+        }
+        let tls = accepting::open_tls(&config, poll.registry())?;
         let metrics = match &config.metrics {
             Some(value) => Some(MetricsEndpoint::bind_flag(value, poll.registry(), METRICS)?),
             None => None,
@@ -118,13 +124,18 @@ impl Server {
                 config.max_total_output, config.max_output
             );
         }
-        let local_addr = listener.local_addr()?;
+        let local_addr = match (&listener, &tls) {
+            (Some(listener), _) => listener.local_addr()?,
+            (None, Some(tls)) => tls.addr,
+            (None, None) => return Err(io::Error::other("no listener")),
+        };
         let cluster = Cluster::from_config(&config, local_addr)?;
         let node = cluster.as_ref().map(|c| c.node().to_string());
         let mut server = Server {
             poll,
             local_addr,
-            listener: Some(listener),
+            listener,
+            tls,
             admission: Admission::new(max_clients, config.max_per_ip, config.per_ip_prefix_v6),
             sessions: Sessions::new(config, node),
             deadlines: Deadlines::default(),
@@ -147,9 +158,20 @@ impl Server {
         Ok(server)
     }
 
-    /// The address actually bound (with the real port when asked for port 0).
+    /// The address actually bound (with the real port when asked for port
+    /// 0): the plain listener's, or with `--listen none` the TLS one's.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The plain listener's address, unless `--listen none`.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().map(|_| self.local_addr)
+    }
+
+    /// The TLS listener's address, with `--tls-listen`.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|t| t.addr)
     }
 
     /// The address of the metrics endpoint, if `--metrics` was given.
@@ -223,7 +245,8 @@ impl Server {
     /// Hands one event to whoever owns its token.
     fn route(&mut self, event: &mio::event::Event) -> Option<Exit> {
         match event.token() {
-            LISTENER => self.accept_all(),
+            LISTENER => self.accept_at(Door::Plain),
+            TLS_LISTENER => self.accept_at(Door::Tls),
             SIGNALS => return self.take_signals(),
             METRICS => {
                 if let Some(metrics) = &mut self.metrics {
@@ -323,97 +346,6 @@ impl Server {
         self.due = due;
     }
 
-    // ----- accepting -------------------------------------------------------------
-
-    /// Accepts until nobody waits. Every newcomer is announced to everyone,
-    /// so accepting produces output as reading does: it stops while reading
-    /// is paused (the kernel's backlog holds the newcomers) and once the
-    /// turn's budget is used, and goes on when that ends.
-    fn accept_all(&mut self) {
-        let now = self.sessions.now_ms;
-        loop {
-            let Some(listener) = &mut self.listener else {
-                return;
-            };
-            if self.sessions.total.paused() {
-                return; // Resuming accepts again.
-            }
-            let hub = &self.sessions.hub;
-            if !hub.fits_everyone(hub.rooms.default_id(), ARRIVAL_BYTES) {
-                self.deadlines.at(now, Timer::AcceptRetry);
-                return;
-            }
-            match listener.accept() {
-                Accepted::Client(socket, addr) => self.admit(socket, addr),
-                Accepted::Empty => return,
-                Accepted::Shed { closed, retry } => return self.shed(closed, retry),
-                Accepted::Failed(e) => {
-                    if let Some(held) = self.gate_accept.pass(now) {
-                        warn!("accept failed: {e}; retrying shortly{}", held_note(held));
-                    }
-                    self.deadlines.at(now + ACCEPT_RETRY_MS, Timer::AcceptRetry);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Descriptors ran out and `closed` waiting connections were shed.
-    fn shed(&mut self, closed: u64, retry: bool) {
-        let now = self.sessions.now_ms;
-        let stats = &mut self.sessions.hub.stats;
-        stats.fd_exhausted += 1;
-        stats.accepted += closed;
-        stats.closed[CloseReason::Busy as usize] += closed;
-        if retry {
-            self.deadlines.at(now + ACCEPT_RETRY_MS, Timer::AcceptRetry);
-        }
-        if let Some(held) = self.gate_fd.pass(now) {
-            warn!(
-                "descriptor limit reached with {} clients: closed {closed} new connections{}",
-                self.sessions.conns.len(),
-                held_note(held)
-            );
-        }
-    }
-
-    /// Decides whether a new connection may stay; the sessions take it in.
-    fn admit(&mut self, socket: TcpStream, addr: SocketAddr) {
-        self.sessions.hub.stats.accepted += 1;
-        let refusal = match self.admission.admit(addr.ip()) {
-            Ok(slot) => {
-                let config = &self.sessions.config;
-                if let Err(e) = crate::connection::configure(&socket, config.sndbuf) {
-                    log::debug!("{addr}: socket options: {e}");
-                }
-                let registry = self.poll.registry();
-                return self
-                    .sessions
-                    .add(socket, addr, slot, registry, &mut self.deadlines);
-            }
-            Err(refusal) => refusal,
-        };
-        let (reason, notice) = match refusal {
-            Refusal::Full => (CloseReason::Full, &b"*** server full\n"[..]),
-            Refusal::PerSource => (
-                CloseReason::PerIp,
-                &b"*** too many connections from your address\n"[..],
-            ),
-        };
-        // Best effort: a fresh socket's buffer takes a short line.
-        let _ = io::Write::write(&mut { socket }, notice);
-        self.sessions.hub.stats.close(reason);
-        if let Some(held) = self.gate_accept.pass(self.sessions.now_ms) {
-            warn!(
-                "refused {}: {} ({} clients){}",
-                who_from_addr(addr),
-                reason.label(),
-                self.sessions.conns.len(),
-                held_note(held)
-            );
-        }
-    }
-
     // ----- signals, reloading and shutdown ---------------------------------------
 
     fn take_signals(&mut self) -> Option<Exit> {
@@ -447,10 +379,16 @@ impl Server {
         None
     }
 
-    /// SIGHUP: re-reads the motd; a bad new one is logged and the old kept.
-    /// Logged through a gate, so a flood of SIGHUPs cannot flood the log.
+    /// SIGHUP: re-reads the motd, and the TLS certificate and key; a bad new
+    /// one is logged and the old kept. New handshakes use the new pair,
+    /// established TLS clients keep theirs. Logged through a gate, so a
+    /// flood of SIGHUPs cannot flood the log.
     fn reload(&mut self) {
         let result = self.load_motd();
+        let tls = self.tls.as_mut().map(|tls| {
+            let path = tls.config.cert_path().display().to_string();
+            (path, tls.config.reload())
+        });
         let Some(held) = self.gate_signal.pass(self.sessions.now_ms) else {
             return;
         };
@@ -466,6 +404,18 @@ impl Server {
                 self.sessions.hub.motd_len()
             ),
             (_, None) => info!("SIGHUP: no --motd to re-read{held}"),
+        }
+        match tls {
+            Some((path, Ok(warning))) => {
+                info!("SIGHUP: re-read the TLS certificate {path} and its key{held}");
+                if let Some(warning) = warning {
+                    warn!("{warning}");
+                }
+            }
+            Some((_, Err(e))) => {
+                warn!("SIGHUP: cannot re-read the TLS pair: {e}; keeping the old one{held}")
+            }
+            None => {}
         }
     }
 
@@ -496,7 +446,8 @@ impl Server {
         self.shutdown_by_ms = Some(by);
         self.deadlines.at(by, Timer::ShutdownGrace);
         self.deadlines.at(by, Timer::Sweep);
-        if let Some(mut listener) = self.listener.take() {
+        let tls = self.tls.as_mut().and_then(|t| t.listener.take());
+        for mut listener in self.listener.take().into_iter().chain(tls) {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         if let Some(metrics) = self.metrics.take() {

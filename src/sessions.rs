@@ -26,6 +26,8 @@ use crate::member::{Phase, who_from_addr};
 use crate::pressure::{QueueCap, TotalCap};
 use crate::rate::TokenBucket;
 use crate::stats::CloseReason;
+use crate::tls::TlsStream;
+use crate::tls::session::TlsSession;
 use crate::transport::Transport;
 
 /// Every client, and what a turn does with them.
@@ -51,6 +53,8 @@ pub struct Sessions {
     /// True while queues are being flushed: a departure then waits until
     /// the client is removed, so its notice is not half-delivered.
     pub(crate) flushing: bool,
+    /// TLS handshakes served this turn.
+    pub(crate) handshakes: usize,
     /// During a shutdown: bytes dropped with clients closed before they
     /// drained.
     pub unsent_at_shutdown: Option<usize>,
@@ -89,6 +93,7 @@ impl Sessions {
             visit: Vec::new(),
             backlog: Vec::new(),
             flushing: false,
+            handshakes: 0,
             unsent_at_shutdown: None,
             cluster_full: false,
             next_id: 0,
@@ -103,12 +108,16 @@ impl Sessions {
     }
 
     /// Takes in an admitted connection: registers it, greets it (or asks its
-    /// name) and reads it next turn, when bytes may already be waiting.
+    /// name) and reads it next turn, when bytes may already be waiting. A
+    /// TLS client (`tls` holds its session and handshake deadline) is
+    /// greeted only once its handshake is done: until then nobody hears of
+    /// it, so garbage on the TLS port goes unnoticed.
     pub fn add(
         &mut self,
         mut socket: TcpStream,
         addr: SocketAddr,
         slot: Slot,
+        tls: Option<(TlsSession, u64)>,
         registry: &Registry,
         deadlines: &mut Deadlines,
     ) {
@@ -123,13 +132,15 @@ impl Sessions {
         }
         self.next_id = self.next_id.wrapping_add(1);
         let bucket = TokenBucket::full(self.config.rate, self.now_ms);
-        let conn = Connection::new(
-            Transport::Plain(socket),
-            slot,
-            self.next_id,
-            bucket,
-            self.now_ms,
-        );
+        let handshaking = tls.is_some();
+        let transport = match tls {
+            Some((session, by)) => {
+                deadlines.at(by, Timer::Sweep);
+                Transport::Tls(Box::new(TlsStream::new(socket, session, by)))
+            }
+            None => Transport::Plain(socket),
+        };
+        let conn = Connection::new(transport, slot, self.next_id, bucket, self.now_ms);
         entry.insert(conn);
         let mut who = who_from_addr(addr);
         if let Some(node) = self.hub.node() {
@@ -140,21 +151,29 @@ impl Sessions {
         self.hub.add(key, who.into_boxed_str());
         if let Some(held) = self.gate_connect.pass(self.now_ms) {
             let who = &self.hub.member(key).who;
+            let how = if handshaking { " (TLS handshake)" } else { "" };
             info!(
-                "{who} connected ({} clients){}",
+                "{who} connected{how} ({} clients){}",
                 self.conns.len(),
                 held_note(held)
             );
         }
-        if self.config.ask_name {
-            self.hub.send(key, b"What is your name?\n");
-        } else {
-            self.hub.join(key, self.now_ms);
+        if !handshaking {
+            self.welcome(key);
         }
         self.ready.push(key);
         if let Some(idle) = self.config.idle_timeout {
             let at = self.now_ms + idle.as_millis() as u64;
             deadlines.at(at.max(self.now_ms + crate::sweep::gap(idle)), Timer::Sweep);
+        }
+    }
+
+    /// A newcomer is ready for the room: it is asked its name, or joins.
+    pub(crate) fn welcome(&mut self, key: usize) {
+        if self.config.ask_name {
+            self.hub.send(key, b"What is your name?\n");
+        } else {
+            self.hub.join(key, self.now_ms);
         }
     }
 

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use log::debug;
+use log::{debug, warn};
 
 use crate::deadlines::{Deadlines, Timer};
 use crate::limits::MIN_SWEEP_GAP_MS;
+use crate::log_gate::held_note;
 use crate::sessions::Sessions;
 use crate::stats::CloseReason;
 
@@ -27,6 +28,14 @@ impl Sessions {
         let mut idle = Vec::new();
         let mut expired = Vec::new();
         for (key, conn) in &self.conns {
+            let late = conn
+                .transport
+                .handshake_deadline()
+                .is_some_and(|by| by <= now);
+            if late && !conn.doomed {
+                expired.push(key);
+                continue;
+            }
             match (conn.leave_by_ms, idle_ms) {
                 _ if conn.doomed => {}
                 (Some(by), _) if by <= now => expired.push(key),
@@ -43,19 +52,29 @@ impl Sessions {
         }
         for key in expired {
             let member = self.hub.member(key);
-            let unsent = member.output.len();
-            debug!(
-                "{}: closing with {unsent} bytes unsent after linger",
-                member.who
-            );
+            if self.conns[key].leave_by_ms.is_none() {
+                if let Some(held) = self.gate_warn.pass(now) {
+                    let who = &member.who;
+                    warn!(
+                        "{who}: TLS handshake not done in time: closing{}",
+                        held_note(held)
+                    );
+                }
+            } else {
+                let unsent = member.output.len();
+                debug!(
+                    "{}: closing with {unsent} bytes unsent after linger",
+                    member.who
+                );
+            }
             self.doom(key, CloseReason::Error);
         }
         self.schedule_sweep(deadlines);
     }
 
-    /// Schedules the next sweep at the earliest idle or linger deadline. Idle
-    /// sweeps are spaced by [`gap`]; a linger deadline is not pushed back by
-    /// it.
+    /// Schedules the next sweep at the earliest idle, linger or handshake
+    /// deadline. Idle sweeps are spaced by [`gap`]; a linger or handshake
+    /// deadline is not pushed back by it.
     fn schedule_sweep(&mut self, deadlines: &mut Deadlines) {
         let idle = self.config.idle_timeout;
         let spacing = idle.map_or(MIN_SWEEP_GAP_MS, gap);
@@ -64,12 +83,16 @@ impl Sessions {
             .conns
             .iter()
             .filter(|(_, c)| !c.doomed)
-            .filter_map(|(_, c)| match (c.leave_by_ms, idle) {
-                (Some(by), _) => Some(by),
-                (None, Some(idle)) => {
-                    Some((c.last_heard_ms + idle.as_millis() as u64).max(now + spacing))
-                }
-                (None, None) => None,
+            .filter_map(|(_, c)| {
+                let handshake = c.transport.handshake_deadline();
+                let due = match (c.leave_by_ms, idle) {
+                    (Some(by), _) => Some(by),
+                    (None, Some(idle)) => {
+                        Some((c.last_heard_ms + idle.as_millis() as u64).max(now + spacing))
+                    }
+                    (None, None) => None,
+                };
+                due.into_iter().chain(handshake).min()
             })
             .min();
         if let Some(at) = next {

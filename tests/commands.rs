@@ -516,7 +516,7 @@ fn msg_to_an_unknown_or_departed_user_is_refused() {
     a.say("/msg bob are you there?");
     a.expect("*** no such user: bob");
 
-    let c = Client::join(addr);
+    let mut c = Client::join(addr);
     a.expect(&format!("{} has arrived", c.who));
     let c_who = c.who.clone();
     c.finish_sending();

@@ -545,19 +545,8 @@ fn metrics_count_connections_lines_and_bytes() {
 /// oversized request unread); a timeout fails the test.
 fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream.write_all(request).expect("send the request");
-    let mut response = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return response,
-            Ok(n) => response.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return response,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => panic!("waiting for the response and the close: {e}"),
-        }
-    }
+    common::read_until_closed(&mut stream)
 }
 
 #[test]

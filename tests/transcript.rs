@@ -5,50 +5,11 @@ mod common;
 
 use common::{Client, config, start};
 
-/// The transcript from SEED.md. Each `expect` checks one whole line in
-/// order, so a missing, extra or reordered line fails; each client's stream
-/// is read to its end, so nothing arrives after its last expected line.
+/// The transcript from SEED.md, line for line.
 #[test]
 fn the_seed_transcript_line_for_line() {
     let addr = start(config());
-
-    let mut a = Client::connect(addr);
-    let you_a = a.line();
-    assert!(you_a.starts_with("You are 127.0.0.1:"), "{you_a}");
-    let who_a = you_a.trim_start_matches("You are ").to_string();
-
-    let mut b = Client::connect(addr);
-    let who_b = b.line().trim_start_matches("You are ").to_string();
-    a.expect(&format!("{who_b} has arrived"));
-
-    a.say("Hi!");
-    a.expect(&format!("{who_a}: Hi!"));
-    b.expect(&format!("{who_a}: Hi!"));
-
-    b.say("Hi yourself.");
-    a.expect(&format!("{who_b}: Hi yourself."));
-    b.expect(&format!("{who_b}: Hi yourself."));
-
-    // ^C in window A.
-    a.finish_sending();
-    assert_eq!(a.read_to_end(), b"", "A got nothing after its last line");
-    b.expect(&format!("{who_a} has left"));
-
-    let mut c = Client::connect(addr);
-    let who_c = c.line().trim_start_matches("You are ").to_string();
-    b.expect(&format!("{who_c} has arrived"));
-
-    b.say("Welcome.");
-    c.expect(&format!("{who_b}: Welcome."));
-    b.expect(&format!("{who_b}: Welcome."));
-
-    // ^C in window B.
-    b.finish_sending();
-    assert_eq!(b.read_to_end(), b"");
-    c.expect(&format!("{who_b} has left"));
-
-    c.finish_sending();
-    assert_eq!(c.read_to_end(), b"");
+    common::play_seed_transcript(|| Client::connect(addr));
 }
 
 #[test]

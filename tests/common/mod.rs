@@ -45,9 +45,12 @@ pub fn try_start(config: Config) -> std::io::Result<SocketAddr> {
     rx.recv().unwrap()
 }
 
-/// A test client speaking lines.
-pub struct Client {
-    pub reader: BufReader<TcpStream>,
+pub mod tls;
+
+/// A test client speaking lines, over plain TCP or (with `S` a TLS stream,
+/// see [`tls`]) over TLS.
+pub struct Client<S = TcpStream> {
+    pub reader: BufReader<S>,
     /// How the server names this client (`You are <who>`), once known.
     pub who: String,
 }
@@ -62,33 +65,60 @@ impl Client {
     pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_nodelay(true).unwrap();
+        Client::over(stream)
+    }
+
+    /// Connects and reads the `You are <who>` greeting.
+    pub fn join(addr: SocketAddr) -> Client {
+        Client::connect(addr).greeted()
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+}
+
+/// What a test client talks over: a TCP stream, or a TLS one.
+pub trait LineStream: Read + Write {
+    /// Says "no more input from us" (netcat's end of input).
+    fn finish_sending(&mut self);
+}
+
+impl LineStream for TcpStream {
+    fn finish_sending(&mut self) {
+        self.shutdown(Shutdown::Write).unwrap();
+    }
+}
+
+impl<S: LineStream> Client<S> {
+    /// Half-closes: no more input from us.
+    pub fn finish_sending(&mut self) {
+        self.reader.get_mut().finish_sending();
+    }
+
+    /// A client over a connected stream whose read timeout is set.
+    pub fn over(stream: S) -> Client<S> {
         Client {
             reader: BufReader::new(stream),
             who: String::new(),
         }
     }
 
-    /// Connects and reads the `You are <who>` greeting.
-    pub fn join(addr: SocketAddr) -> Client {
-        let mut c = Client::connect(addr);
-        let hello = c.line();
-        c.who = hello
+    /// Reads the `You are <who>` greeting.
+    pub fn greeted(mut self) -> Client<S> {
+        let hello = self.line();
+        self.who = hello
             .strip_prefix("You are ")
             .unwrap_or_else(|| panic!("expected a greeting, got {hello:?}"))
             .to_string();
-        c
-    }
-
-    pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        self
     }
 
     /// Sends raw bytes.
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.reader
-            .get_ref()
-            .write_all(bytes.as_ref())
-            .expect("send");
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes.as_ref()).expect("send");
+        stream.flush().expect("send");
     }
 
     /// Sends one line (adds `\n`).
@@ -146,17 +176,56 @@ impl Client {
         parse_stats(&line)
     }
 
-    /// Half-closes: no more input from us.
-    pub fn finish_sending(&self) {
-        self.reader.get_ref().shutdown(Shutdown::Write).unwrap();
-    }
-
     /// Reads everything until EOF.
     pub fn read_to_end(&mut self) -> Vec<u8> {
         let mut all = Vec::new();
         self.reader.read_to_end(&mut all).expect("read to end");
         all
     }
+}
+
+/// Plays the two-client netcat transcript of SEED.md with clients from
+/// `connect`. Each `expect` checks one whole line in order, so a missing,
+/// extra or reordered line fails; each client's stream is read to its end,
+/// so nothing arrives after its last expected line.
+pub fn play_seed_transcript<S: LineStream>(mut connect: impl FnMut() -> Client<S>) {
+    let mut a = connect();
+    let you_a = a.line();
+    assert!(you_a.starts_with("You are 127.0.0.1:"), "{you_a}");
+    let who_a = you_a.trim_start_matches("You are ").to_string();
+
+    let mut b = connect();
+    let who_b = b.line().trim_start_matches("You are ").to_string();
+    a.expect(&format!("{who_b} has arrived"));
+
+    a.say("Hi!");
+    a.expect(&format!("{who_a}: Hi!"));
+    b.expect(&format!("{who_a}: Hi!"));
+
+    b.say("Hi yourself.");
+    a.expect(&format!("{who_b}: Hi yourself."));
+    b.expect(&format!("{who_b}: Hi yourself."));
+
+    // ^C in window A.
+    a.finish_sending();
+    assert_eq!(a.read_to_end(), b"", "A got nothing after its last line");
+    b.expect(&format!("{who_a} has left"));
+
+    let mut c = connect();
+    let who_c = c.line().trim_start_matches("You are ").to_string();
+    b.expect(&format!("{who_c} has arrived"));
+
+    b.say("Welcome.");
+    c.expect(&format!("{who_b}: Welcome."));
+    b.expect(&format!("{who_b}: Welcome."));
+
+    // ^C in window B.
+    b.finish_sending();
+    assert_eq!(b.read_to_end(), b"");
+    c.expect(&format!("{who_b} has left"));
+
+    c.finish_sending();
+    assert_eq!(c.read_to_end(), b"");
 }
 
 /// Parses `*** stats: a=1 b=2`.
@@ -180,7 +249,12 @@ pub fn read_exact_bytes(stream: &mut TcpStream, want: usize) -> Vec<u8> {
 /// PID (memory, descriptors, signals) or a process-wide setting.
 pub struct Daemon {
     pub child: Child,
+    /// The plain address, or the TLS one with `--listen none`.
     pub addr: SocketAddr,
+    /// The TLS address, with `--tls-listen`.
+    pub tls_addr: Option<SocketAddr>,
+    /// The log up to and including the `listening on` line.
+    pub early_log: String,
     pub stderr: BufReader<std::process::ChildStderr>,
 }
 
@@ -202,20 +276,34 @@ impl Daemon {
         }
         let mut child = cmd.spawn().expect("spawn natter");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let addr = loop {
+        let mut early_log = String::new();
+        let (addr, tls_addr) = loop {
             let mut line = String::new();
             if stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("natter exited before listening");
+                panic!("natter exited before listening: {early_log}");
             }
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap();
-                break addr.parse().expect("address in log line");
+            early_log.push_str(&line);
+            let first_addr = |after: &str| -> Option<SocketAddr> {
+                let rest = line.split(after).nth(1)?;
+                Some(
+                    rest.split_whitespace()
+                        .next()?
+                        .parse()
+                        .expect("address in log line"),
+                )
+            };
+            if let Some(addr) = first_addr("listening on ") {
+                let tls =
+                    first_addr("for TLS on ").or(line.contains("for TLS only").then_some(addr));
+                break (addr, tls);
             }
         };
         Daemon {
             child,
             addr,
+            tls_addr,
             stderr,
+            early_log,
         }
     }
 
@@ -310,17 +398,46 @@ pub fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
-/// Like [`start`] for a config with `metrics` set: returns the chat address
-/// and the metrics address (from [`Server::metrics_addr`]).
-pub fn start_with_metrics(config: Config) -> (SocketAddr, SocketAddr) {
+/// Starts a server with `config` on its own thread, as [`start`] does, and
+/// returns what `learn` reads from it before it runs (its addresses).
+pub fn start_and<T: Send + 'static>(
+    config: Config,
+    learn: impl FnOnce(&Server) -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let server = Server::bind(config).expect("bind");
-        let metrics = server.metrics_addr().expect("config.metrics is set");
-        tx.send((server.local_addr(), metrics)).unwrap();
+        tx.send(learn(&server)).unwrap();
         server.run().expect("event loop");
     });
     rx.recv().unwrap()
+}
+
+/// Like [`start`] for a config with `metrics` set: returns the chat address
+/// and the metrics address (from [`Server::metrics_addr`]).
+pub fn start_with_metrics(config: Config) -> (SocketAddr, SocketAddr) {
+    start_and(config, |server| {
+        let metrics = server.metrics_addr().expect("config.metrics is set");
+        (server.local_addr(), metrics)
+    })
+}
+
+/// Reads what the server sends on a raw socket until it closes (or resets)
+/// the connection; fails the test if it stays open past `PATIENCE`.
+pub fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return got,
+            // A signal meant for the test process (a child that ended).
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("the server kept the connection open: {e} (got {got:?})"),
+        }
+    }
 }
 
 pub fn http_agent() -> ureq::Agent {
