@@ -1,5 +1,5 @@
 //! Every setting and limit, its default, and the checks on them; the command
-//! line that sets them is in [`args`].
+//! line that sets them is in `config/args.rs`.
 //!
 //! Each limit is a named constant here, documented once, shown by `--help`,
 //! and crossed by at least one test (see `docs/backpressure.md` for which).

@@ -1,6 +1,6 @@
 //! Every timer of the server in one place: what is due when.
 //!
-//! The loop sleeps in `poll` until the earliest deadline ([`Deadlines::next`])
+//! The loop sleeps in `poll` until the earliest deadline ([`Deadlines::earliest`])
 //! and then takes what is due ([`Deadlines::pop_due`]). Timers are values,
 //! not callbacks: the loop matches on them. Time is server-clock
 //! milliseconds, passed in, so this is tested without a clock.

@@ -11,12 +11,13 @@
 //!
 //! - [`server`]: the event loop, the only owner of the `Poll`: routes
 //!   events and timers, runs signals and shutdown.
-//! - [`listener`], [`admission`]: accepting, shedding when descriptors run
-//!   out, `--max-clients` and `--max-per-ip` (a slot given back on drop).
+//! - [`doors`] with [`listener`], [`admission`]: the plain and TLS
+//!   listeners, accepting, shedding when descriptors run out,
+//!   `--max-clients` and `--max-per-ip` (a slot given back on drop).
 //! - [`sessions`] with [`reading`], [`flushing`], [`sweep`]: the connected
 //!   clients and what a turn does with them.
-//! - [`connection`], [`transport`]: one client's I/O, behind a transport
-//!   seam.
+//! - [`connection`], [`transport`], [`tls`]: one client's I/O, over plain
+//!   TCP or TLS (rustls's unbuffered API; the session has no mio).
 //! - [`hub`], [`room`], [`roster`], [`member`]: the members, their names,
 //!   the room and its arena, and every queue (no mio).
 //! - [`chat`], [`command`], [`names`]: what a line means (no mio).
@@ -27,6 +28,8 @@
 //! - [`config`], [`limits`]: every flag, and every limit that is not one.
 //! - [`stats`], [`metrics`], [`http`]: counters, `/stats`, Prometheus.
 //! - [`log_gate`], [`motd`], [`sys`]: quiet logs, the motd file, systemd.
+//! - [`cluster`] with [`redis_link`], [`resp`], [`wire`], [`remotes`]:
+//!   several nodes as one server, through Redis.
 //!
 //! ```no_run
 //! let server = natter::Server::bind(natter::Config {
@@ -47,6 +50,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod deadlines;
+pub mod doors;
 pub mod flushing;
 pub mod http;
 pub mod hub;

@@ -17,8 +17,8 @@
 //! 5. remove the clients closed during the turn, and announce their leaving
 //!    (which goes out next turn).
 //!
-//! The parts own their state: [`Listener`] and [`Admission`] decide who
-//! gets in, [`Sessions`] holds the clients (their connections and the hub),
+//! The parts own their state: [`Doors`] (the plain and TLS listeners, and
+//! [`Admission`]) decide who gets in, [`Sessions`] holds the clients (their connections and the hub),
 //! [`Deadlines`] every timer. This file routes events and timers between
 //! them, and runs signals and shutdown.
 
@@ -33,15 +33,13 @@ use crate::admission::Admission;
 use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::deadlines::{Deadlines, Timer};
+use crate::doors::{Door, Doors, LISTENER, TLS_LISTENER};
 use crate::limits::{EVENTS_PER_TURN, RESERVED_FDS};
 use crate::listener::Listener;
 use crate::log_gate::{LogGate, held_note};
-
-mod accepting;
 use crate::metrics::MetricsEndpoint;
 use crate::sessions::Sessions;
 use crate::stats::{ClusterGauges, Gauges};
-use accepting::{Door, LISTENER, TLS_LISTENER, TlsDoor};
 
 const SIGNALS: Token = Token(usize::MAX - 1);
 const METRICS: Token = Token(usize::MAX - 2);
@@ -58,16 +56,13 @@ pub enum Exit {
     Forced,
 }
 
-/// The chat server: a listener, its clients, and the loop that serves them.
+/// The chat server: its doors, its clients, and the loop that serves them.
 pub struct Server {
     poll: Poll,
-    /// `None` once a shutdown has begun.
-    listener: Option<Listener>,
-    /// The TLS listener and its certificate, with `--tls-listen`.
-    tls: Option<TlsDoor>,
+    /// The listeners and who may come in.
+    doors: Doors,
     /// The plain listener's address, or the TLS one's with `--listen none`.
     local_addr: SocketAddr,
-    admission: Admission,
     sessions: Sessions,
     deadlines: Deadlines,
     /// The timers firing this turn (kept to reuse its allocation).
@@ -79,8 +74,6 @@ pub struct Server {
     cluster: Option<Cluster>,
     /// When the shutdown grace is over, once a shutdown has begun.
     shutdown_by_ms: Option<u64>,
-    gate_accept: LogGate,
-    gate_fd: LogGate,
     gate_signal: LogGate,
 }
 
@@ -88,7 +81,7 @@ impl Server {
     /// Binds `config.listen` (unless it is `none`) and `--tls-listen`, and
     /// prepares the server.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listener = accepting::bind_plain(&config)?;
+        let listener = crate::doors::bind_plain(&config)?;
         Server::with_listener(listener, config)
     }
 
@@ -98,25 +91,22 @@ impl Server {
         Server::with_listener(Some(Listener::from_std(listener)?), config)
     }
 
-    fn with_listener(mut listener: Option<Listener>, config: Config) -> io::Result<Server> {
+    fn with_listener(listener: Option<Listener>, config: Config) -> io::Result<Server> {
         config
             .check()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
-        if let Some(listener) = &mut listener {
-            poll.registry()
-                .register(&mut listener.socket, LISTENER, Interest::READABLE)?;
-        }
-        let tls = accepting::open_tls(&config, poll.registry())?;
-        let metrics = match &config.metrics {
-            Some(value) => Some(MetricsEndpoint::bind_flag(value, poll.registry(), METRICS)?),
-            None => None,
-        };
         let max_clients = config.max_clients.unwrap_or_else(|| {
             (crate::sys::fd_limit() as usize)
                 .saturating_sub(RESERVED_FDS)
                 .max(1)
         });
+        let admission = Admission::new(max_clients, config.max_per_ip, config.per_ip_prefix_v6);
+        let doors = Doors::open(listener, &config, admission, poll.registry())?;
+        let metrics = match &config.metrics {
+            Some(value) => Some(MetricsEndpoint::bind_flag(value, poll.registry(), METRICS)?),
+            None => None,
+        };
         if config.max_total_output / 2 < config.max_output {
             warn!(
                 "--max-total-output {} is below twice --max-output {}: one client that \
@@ -124,19 +114,16 @@ impl Server {
                 config.max_total_output, config.max_output
             );
         }
-        let local_addr = match (&listener, &tls) {
-            (Some(listener), _) => listener.local_addr()?,
-            (None, Some(tls)) => tls.addr,
-            (None, None) => return Err(io::Error::other("no listener")),
-        };
+        let local_addr = doors
+            .plain_addr()
+            .or(doors.tls_addr())
+            .ok_or_else(|| io::Error::other("no listener"))?;
         let cluster = Cluster::from_config(&config, local_addr)?;
         let node = cluster.as_ref().map(|c| c.node().to_string());
         let mut server = Server {
             poll,
             local_addr,
-            listener,
-            tls,
-            admission: Admission::new(max_clients, config.max_per_ip, config.per_ip_prefix_v6),
+            doors,
             sessions: Sessions::new(config, node),
             deadlines: Deadlines::default(),
             due: Vec::new(),
@@ -145,8 +132,6 @@ impl Server {
             metrics,
             cluster,
             shutdown_by_ms: None,
-            gate_accept: LogGate::new(crate::limits::LOG_WARNINGS_PER_SEC),
-            gate_fd: LogGate::new(1),
             gate_signal: LogGate::new(2),
         };
         server.deadlines.at(0, Timer::Cluster);
@@ -166,12 +151,12 @@ impl Server {
 
     /// The plain listener's address, unless `--listen none`.
     pub fn plain_addr(&self) -> Option<SocketAddr> {
-        self.listener.as_ref().map(|_| self.local_addr)
+        self.doors.plain_addr()
     }
 
     /// The TLS listener's address, with `--tls-listen`.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls.as_ref().map(|t| t.addr)
+        self.doors.tls_addr()
     }
 
     /// The address of the metrics endpoint, if `--metrics` was given.
@@ -181,7 +166,7 @@ impl Server {
 
     /// The most clients served at once.
     pub fn max_clients(&self) -> usize {
-        self.admission.max_clients()
+        self.doors.max_clients()
     }
 
     /// Handles SIGTERM and SIGINT (graceful shutdown) and SIGHUP (re-read the
@@ -245,8 +230,16 @@ impl Server {
     /// Hands one event to whoever owns its token.
     fn route(&mut self, event: &mio::event::Event) -> Option<Exit> {
         match event.token() {
-            LISTENER => self.accept_at(Door::Plain),
-            TLS_LISTENER => self.accept_at(Door::Tls),
+            token @ (LISTENER | TLS_LISTENER) => {
+                let door = if token == LISTENER {
+                    Door::Plain
+                } else {
+                    Door::Tls
+                };
+                let registry = self.poll.registry();
+                let (sessions, deadlines) = (&mut self.sessions, &mut self.deadlines);
+                self.doors.accept_at(door, sessions, deadlines, registry);
+            }
             SIGNALS => return self.take_signals(),
             METRICS => {
                 if let Some(metrics) = &mut self.metrics {
@@ -323,7 +316,11 @@ impl Server {
                     }
                 }
                 Timer::Sweep => self.sessions.sweep(&mut self.deadlines),
-                Timer::AcceptRetry => self.accept_all(),
+                Timer::AcceptRetry => {
+                    let registry = self.poll.registry();
+                    let (sessions, deadlines) = (&mut self.sessions, &mut self.deadlines);
+                    self.doors.accept_all(sessions, deadlines, registry);
+                }
                 // Noticed by `grace_over` at the top of the turn.
                 Timer::ShutdownGrace => {}
                 // Pressure is relieved at the end of every turn.
@@ -385,10 +382,7 @@ impl Server {
     /// flood of SIGHUPs cannot flood the log.
     fn reload(&mut self) {
         let result = self.load_motd();
-        let tls = self.tls.as_mut().map(|tls| {
-            let path = tls.config.cert_path().display().to_string();
-            (path, tls.config.reload())
-        });
+        let tls = self.doors.reload_tls();
         let Some(held) = self.gate_signal.pass(self.sessions.now_ms) else {
             return;
         };
@@ -446,10 +440,7 @@ impl Server {
         self.shutdown_by_ms = Some(by);
         self.deadlines.at(by, Timer::ShutdownGrace);
         self.deadlines.at(by, Timer::Sweep);
-        let tls = self.tls.as_mut().and_then(|t| t.listener.take());
-        for mut listener in self.listener.take().into_iter().chain(tls) {
-            let _ = self.poll.registry().deregister(&mut listener.socket);
-        }
+        self.doors.close(self.poll.registry());
         if let Some(metrics) = self.metrics.take() {
             metrics.close_all(self.poll.registry());
         }
