@@ -2,7 +2,8 @@
 # Compare natter with the floor (`natter-bench floor-server`, the smallest
 # fan-out server on natter's loop design), the reference Go chat server
 # (gopl ch. 8) and `ncat --chat`, natter's rooms with its one room, and
-# natter over TLS with `ncat --chat --ssl`; write docs/benchmarks.md and
+# natter over TLS with `ncat --chat --ssl`, and two natter nodes joined
+# through Redis against one; write docs/benchmarks.md and
 # docs/benchmarks-throughput.svg.
 #
 #   bench/compare.sh                  # full comparison: 3 runs of everything
@@ -14,8 +15,9 @@
 #   QUICK=1            one short run per scenario (1 s measured, idle with 1000
 #                      clients unless IDLE_N is set)
 #   SERVERS="..."      any of: natter floor ref ncat natter-old ncat-ssl natter-tls
-#                      (default: natter floor ref ncat ncat-ssl natter-tls,
-#                      plus natter-old with OLD_NATTER). A server whose tool or
+#                      natter-cluster (default: natter floor ref ncat ncat-ssl
+#                      natter-tls natter-cluster, plus natter-old with
+#                      OLD_NATTER). A server whose tool or
 #                      source is missing is skipped with a one-line note saying
 #                      how to get it. The plain scenarios run on natter, floor,
 #                      ref, ncat and natter-old; the room scenarios on natter
@@ -23,7 +25,13 @@
 #                      ncat-ssl (`ncat --chat --ssl`) and natter-tls (natter
 #                      with its plain --listen on one port and --tls-listen on
 #                      another, the generator on the TLS one), with an ECDSA
-#                      P-256 certificate made at run time with openssl.
+#                      P-256 certificate made at run time with openssl; the
+#                      cluster scenarios on natter-cluster: per run a fresh
+#                      redis-server (persistence off) and two natter nodes
+#                      joined through it (--cluster, --node-name n1 and n2),
+#                      all three on SERVER_CPU, the clients spread over both
+#                      nodes (or the senders on n1, the others on n2); natter's
+#                      plain rows of the same run are the one-node figures.
 #   RUNS=N             runs per scenario (default 3; QUICK: 1)
 #   DURATION=S         measured seconds (default 5; QUICK: 1)
 #   WARMUP=S           warm-up seconds (default 1; QUICK: 0.5)
@@ -56,7 +64,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 QUICK=${QUICK:-0}
-SERVERS=${SERVERS:-"natter floor ref ncat ncat-ssl natter-tls"}
+SERVERS=${SERVERS:-"natter floor ref ncat ncat-ssl natter-tls natter-cluster"}
 if [[ -n ${OLD_NATTER:-} && " $SERVERS " != *" natter-old "* ]]; then
     SERVERS="$SERVERS natter-old"
 fi
@@ -85,9 +93,9 @@ OUT_SVG=${OUT_SVG:-$ROOT/docs/benchmarks-throughput.svg}
 
 for s in $SERVERS; do
     case $s in
-    natter | floor | ref | ncat | natter-old | ncat-ssl | natter-tls) ;;
+    natter | floor | ref | ncat | natter-old | ncat-ssl | natter-tls | natter-cluster) ;;
     *)
-        echo "compare.sh: unknown server '$s' (natter, floor, ref, ncat, natter-old, ncat-ssl, natter-tls)" >&2
+        echo "compare.sh: unknown server '$s' (natter, floor, ref, ncat, natter-old, ncat-ssl, natter-tls, natter-cluster)" >&2
         exit 2
         ;;
     esac
@@ -145,6 +153,9 @@ for s in ncat-ssl natter-tls; do
         skip $s "openssl is not installed to make the test certificate (Debian/Ubuntu: apt-get install openssl)"
     fi
 done
+if has_server natter-cluster && ! { command -v redis-server && command -v redis-cli; } >/dev/null; then
+    skip natter-cluster "redis-server or redis-cli is not installed (Debian/Ubuntu: apt-get install redis-server): no cluster rows"
+fi
 if has_server ref; then
     if [[ -z $REF_SRC ]]; then
         skip ref "REF_SRC is not set: get the book's server, the ch8/chat folder of https://github.com/adonovan/gopl.io, and run with REF_SRC=/path/to/gopl.io/ch8/chat"
@@ -175,6 +186,12 @@ if has_server natter-tls; then
     natter_help=$("$NATTER" --help 2>&1 || true)
     if [[ $natter_help != *--tls-listen* ]]; then
         skip natter-tls "this natter has no --tls-listen yet: no natter-tls rows"
+    fi
+fi
+if has_server natter-cluster; then
+    natter_help=$("$NATTER" --help 2>&1 || true)
+    if [[ $natter_help != *--cluster* ]]; then
+        skip natter-cluster "this natter has no --cluster yet: no cluster rows"
     fi
 fi
 if [[ -z ${SERVERS// /} ]]; then
@@ -246,15 +263,81 @@ start_server() {
     esac
     SERVER_PID=$!
     SERVER_PIDS+=("$SERVER_PID")
+    wait_listen "$port" "$SERVER_PID"
+}
+
+# wait_listen PORT PID: wait (5 s at most) until something listens on PORT,
+# giving up early when process PID has exited.
+wait_listen() {
     local i
     for i in $(seq 100); do
-        if ss -Hltn "sport = :$port" | grep -q LISTEN; then
+        if ss -Hltn "sport = :$1" | grep -q LISTEN; then
             return 0
         fi
-        kill -0 "$SERVER_PID" 2>/dev/null || return 1
+        kill -0 "$2" 2>/dev/null || return 1
         sleep 0.05
     done
     return 1
+}
+
+# A cluster run: a fresh redis-server on a free loopback port (persistence
+# off: nothing is written to disk) and two natter nodes joined through it,
+# all three on SERVER_CPU like every other server, so that the cluster has
+# no more cores than one node and its rows show what joining costs.
+CLUSTER_PIDS=()  # redis n1 n2
+CLUSTER_PORTS=() # redis n1 n2
+start_cluster() {
+    # start_cluster ID; sets CLUSTER_PIDS and CLUSTER_PORTS
+    local id=$1 rport port node
+    CLUSTER_PIDS=()
+    CLUSTER_PORTS=()
+    rport=$(free_port)
+    taskset -c "$SERVER_CPU" redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+        >"$LOGS/$id.redis.log" 2>&1 &
+    CLUSTER_PIDS+=("$!")
+    SERVER_PIDS+=("$!")
+    CLUSTER_PORTS+=("$rport")
+    wait_listen "$rport" "$!" || return 1
+    for node in n1 n2; do
+        port=$(free_port)
+        taskset -c "$SERVER_CPU" "$NATTER" --listen "127.0.0.1:$port" --rate 0 \
+            --cluster "redis://127.0.0.1:$rport" --node-name "$node" >"$LOGS/$id.$node.log" 2>&1 &
+        CLUSTER_PIDS+=("$!")
+        SERVER_PIDS+=("$!")
+        CLUSTER_PORTS+=("$port")
+        wait_listen "$port" "$!" || return 1
+    done
+    # Both nodes registered and subscribed: from the first line on, what is
+    # said on one reaches the other.
+    local i nodes subs
+    for i in $(seq 100); do
+        nodes=$(redis-cli -p "$rport" SCARD natter:nodes 2>/dev/null || true)
+        subs=$(redis-cli -p "$rport" CLIENT LIST TYPE pubsub 2>/dev/null | grep -c . || true)
+        if [[ $nodes == 2 && ${subs:-0} -ge 2 ]]; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# The nodes first (each tells the cluster it leaves), then Redis.
+stop_cluster() {
+    local i
+    for ((i = ${#CLUSTER_PIDS[@]} - 1; i >= 0; i--)); do
+        stop_server "${CLUSTER_PIDS[i]}"
+    done
+}
+
+# redis_info PORT: the counters the report reads (PUBLISH calls and their
+# time, commands, bytes in and out, CPU time), as Redis prints them, and
+# when they were read. Redis's own CPU figures come from getrusage, in
+# microseconds: /proc's 10 ms ticks are too coarse for the few milliseconds
+# a second it uses here.
+redis_info() {
+    { redis-cli -p "$1" INFO commandstats && redis-cli -p "$1" INFO stats &&
+        redis-cli -p "$1" INFO cpu; } 2>/dev/null | tr -d '\r' || true
+    printf 'snapshot_time:%s\n' "$(date +%s.%N)"
 }
 
 stop_server() {
@@ -283,6 +366,13 @@ server_cmd() {
     ncat) echo "taskset -c $SERVER_CPU ncat --listen --chat --keep-open -m 20000 127.0.0.1 \$PORT" ;;
     ncat-ssl) echo "taskset -c $SERVER_CPU ncat --listen --chat --keep-open --ssl --ssl-cert \$TMP/tls-cert.pem --ssl-key \$TMP/tls-key.pem -m 20000 127.0.0.1 \$PORT" ;;
     natter-tls) echo "taskset -c $SERVER_CPU target/release/natter --listen 127.0.0.1:\$PLAIN_PORT --tls-listen 127.0.0.1:\$PORT --tls-cert \$TMP/tls-cert.pem --tls-key \$TMP/tls-key.pem --rate 0" ;;
+    natter-cluster)
+        echo "taskset -c $SERVER_CPU redis-server --port \$REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
+        local n
+        for n in 1 2; do
+            echo "taskset -c $SERVER_CPU target/release/natter --listen 127.0.0.1:\$PORT$n --rate 0 --cluster redis://127.0.0.1:\$REDIS_PORT --node-name n$n"
+        done
+        ;;
     esac
 }
 
@@ -294,6 +384,10 @@ SERVER_ARGS=()
 run_one() {
     local server=$1 key=$2 run=$3
     shift 3
+    if [[ $server == natter-cluster ]]; then
+        run_cluster "$key" "$run" "$@"
+        return
+    fi
     local id="${server}__${key}__${run}"
     local port
     port=$(free_port)
@@ -320,14 +414,129 @@ run_one() {
     local alive=true
     kill -0 "$pid" 2>/dev/null || alive=false
     stop_server "$pid"
+    finish_result "$server" "$id" "$rc" "$alive"
+    # Let TIME_WAIT sockets and the CPU settle between runs.
+    sleep 0.5
+}
+
+# wait_log PID FILE TEXT: wait until FILE, the log of process PID, has a
+# line with TEXT; false if PID ends first. tail follows the file through
+# inotify, so the wait costs no CPU while the generator measures.
+wait_log() {
+    local fd tailpid found=1
+    exec {fd}< <(exec tail --pid="$1" -n +1 -f "$2" 2>/dev/null)
+    tailpid=$!
+    grep -q -m1 -F -- "$3" <&"$fd" && found=0
+    exec {fd}<&-
+    kill "$tailpid" 2>/dev/null || true
+    wait "$tailpid" 2>/dev/null || true
+    return $found
+}
+
+# run_cluster KEY RUN ARGS...: one run against a fresh cluster; ARGS name
+# the nodes' addresses {N1} and {N2}. The generator reads the CPU of n1, n2
+# and Redis (in that order: n1's memory is the one sampled). Redis's own
+# counters (PUBLISH calls, CPU, bytes) are read when the generator starts
+# sending and after its drain, so that they cover the lines it sent and
+# not the arrivals of the connect phase; and over one second before the
+# generator starts, for what Redis spends with nothing to relay (its
+# housekeeping, the nodes' pings), which is not a cost of the lines.
+run_cluster() {
+    local key=$1 run=$2
+    shift 2
+    local id="natter-cluster__${key}__${run}"
+    local out=$RAW/$id.json
+    if ! start_cluster "$id"; then
+        log "$id: the cluster did not start (see $LOGS/$id.*.log)"
+        printf '{"label":"natter-cluster","status":"cluster did not start"}\n' >"$out"
+        stop_cluster
+        return
+    fi
+    local a gen_args=()
+    for a in "$@"; do
+        a=${a//\{N1\}/127.0.0.1:${CLUSTER_PORTS[1]}}
+        gen_args+=("${a//\{N2\}/127.0.0.1:${CLUSTER_PORTS[2]}}")
+    done
+    log "$id: ${gen_args[*]} (redis pid ${CLUSTER_PIDS[0]} port ${CLUSTER_PORTS[0]}, n1 pid ${CLUSTER_PIDS[1]}, n2 pid ${CLUSTER_PIDS[2]})"
+    local rc=0 gen blog=$LOGS/$id.bench.log
+    rm -f "$out.redis0" "$out.redis1"
+    redis_info "${CLUSTER_PORTS[0]}" >"$out.idle0"
+    sleep 1
+    redis_info "${CLUSTER_PORTS[0]}" >"$out.idle1"
+    timeout 1200 taskset -c "$GEN_CPU" "$BENCH" "${gen_args[@]}" --server-pid "n1=${CLUSTER_PIDS[1]}" \
+        --server-pid "n2=${CLUSTER_PIDS[2]}" --server-pid "redis=${CLUSTER_PIDS[0]}" \
+        --label natter-cluster >"$out.tmp" 2>"$blog" &
+    gen=$!
+    # Stopped on exit like the servers if the script is interrupted.
+    SERVER_PIDS+=("$gen")
+    if wait_log "$gen" "$blog" "natter-bench: warm-up"; then
+        redis_info "${CLUSTER_PORTS[0]}" >"$out.redis0"
+        if wait_log "$gen" "$blog" "natter-bench: drained in"; then
+            redis_info "${CLUSTER_PORTS[0]}" >"$out.redis1"
+        fi
+    fi
+    wait "$gen" || rc=$?
+    local p alive=true
+    for p in "${CLUSTER_PIDS[@]}"; do
+        kill -0 "$p" 2>/dev/null || alive=false
+    done
+    stop_cluster
+    finish_result natter-cluster "$id" "$rc" "$alive" "$out.redis0" "$out.redis1" "$out.idle0" "$out.idle1"
+    rm -f "$out.redis0" "$out.redis1" "$out.idle0" "$out.idle1"
+    sleep 0.5
+}
+
+# finish_result SERVER ID RC ALIVE [REDIS_BEFORE REDIS_AFTER IDLE_BEFORE
+# IDLE_AFTER]: $RAW/ID.json from the generator's output ($RAW/ID.json.tmp):
+# whether the server (every process of it) survived the run, and for a
+# cluster what Redis counted while the generator sent (when both readings
+# were made) and its CPU with nothing to do; or what went wrong.
+finish_result() {
+    local server=$1 id=$2 rc=$3 alive=$4
+    local out=$RAW/$id.json
     if [[ $rc == 0 && -s $out.tmp ]]; then
-        # Record whether the server survived the run.
-        python3 - "$out.tmp" "$alive" >"$out" <<'EOF'
-import json, sys
+        python3 - "$out.tmp" "$alive" "${5:-}" "${6:-}" "${7:-}" "${8:-}" >"$out" <<'EOF'
+import json, os, sys
 d = json.loads(open(sys.argv[1]).read())
 d["server_alive_after"] = sys.argv[2] == "true"
 if not d["server_alive_after"] and d.get("status") == "ok":
     d["status"] = "server exited during the run"
+
+
+def counters(path):
+    c = {}
+    for line in open(path):
+        k, _, v = line.strip().partition(":")
+        if k == "cmdstat_publish":
+            f = dict(x.split("=", 1) for x in v.split(",") if "=" in x)
+            c["publish_calls"], c["publish_usec"] = int(f["calls"]), int(f["usec"])
+        elif k in ("total_net_input_bytes", "total_net_output_bytes", "total_commands_processed"):
+            c[k] = int(v)
+        elif k in ("used_cpu_sys", "used_cpu_user"):
+            c["cpu_s"] = c.get("cpu_s", 0.0) + float(v)
+        elif k == "snapshot_time":
+            c["t"] = float(v)
+    return c
+
+
+def readable(*files):
+    return all(f and os.path.isfile(f) and os.path.getsize(f) > 0 for f in files)
+
+
+if readable(*sys.argv[3:5]):
+    a, b = counters(sys.argv[3]), counters(sys.argv[4])
+    names = {"publish_calls": "publish_calls", "publish_usec": "publish_usec",
+             "total_net_input_bytes": "net_input_bytes", "total_net_output_bytes": "net_output_bytes",
+             "total_commands_processed": "commands", "cpu_s": "cpu_s"}
+    d["redis_run"] = {n: b[k] - a.get(k, 0) for k, n in names.items() if k in b}
+    if "cpu_s" in d["redis_run"]:
+        d["redis_run"]["cpu_s"] = round(d["redis_run"]["cpu_s"], 6)
+    d["redis_run"]["seconds"] = round(b["t"] - a["t"], 3)
+if readable(*sys.argv[5:7]):
+    a, b = counters(sys.argv[5]), counters(sys.argv[6])
+    d["redis_idle_cpu_util"] = round((b["cpu_s"] - a["cpu_s"]) / (b["t"] - a["t"]), 6)
+    d["redis_run_measured_at"] = ("Redis's INFO counters from the start of the warm-up to the end "
+                                  "of the drain: while lines_sent were sent and delivered")
 print(json.dumps(d))
 EOF
     else
@@ -337,8 +546,6 @@ EOF
             "$server" "$rc" "$err" "$alive" >"$out"
     fi
     rm -f "$out.tmp"
-    # Let TIME_WAIT sockets and the CPU settle between runs.
-    sleep 0.5
 }
 
 record_cmd() {
@@ -347,6 +554,15 @@ record_cmd() {
     shift 2
     local args="$*"
     args=${args//$TMP/\$TMP}
+    if [[ $key == cluster-* ]]; then
+        # The nodes' ports and the three PIDs, as server_cmd names them.
+        args=${args//\{N1\}/127.0.0.1:\$PORT1}
+        args=${args//\{N2\}/127.0.0.1:\$PORT2}
+        grep -q "^$key	" "$COMMANDS" ||
+            printf '%s\ttaskset -c %s target/release/natter-bench %s --server-pid n1=$PID1 --server-pid n2=$PID2 --server-pid redis=$REDIS_PID --label natter-cluster\n' \
+                "$key" "$GEN_CPU" "$args" >>"$COMMANDS"
+        return
+    fi
     [[ -z $extra ]] || extra="    # the server with $extra"
     grep -q "^$key	" "$COMMANDS" ||
         printf '%s\ttaskset -c %s target/release/natter-bench %s --addr 127.0.0.1:$PORT --server-pid $PID --label $SERVER%s\n' \
@@ -357,7 +573,8 @@ COMMON=(--duration "$DURATION" --warmup "$WARMUP")
 TLS=(--tls --tls-ca "$CERT")
 # Each entry: KEY|CLASS|server arguments|natter-bench arguments. CLASS says
 # which servers run it: plain (natter floor ref ncat natter-old), rooms
-# (natter: the others have no rooms), tls (ncat-ssl natter-tls).
+# (natter: the others have no rooms), tls (ncat-ssl natter-tls), cluster
+# (natter-cluster: two nodes and Redis, see run_cluster).
 MATRIX=()
 for n in 10 100 1000; do
     MATRIX+=("throughput-$n|plain||throughput --clients $n --senders 8 --window 64 --line-bytes 64 ${COMMON[*]}")
@@ -386,6 +603,15 @@ MATRIX+=("tls-latency-1000|tls||latency --clients 1000 --senders 8 --rate 500 --
 MATRIX+=("tls-idle-$TLS_IDLE_N|tls||idle --clients $TLS_IDLE_N --connect-timeout 240 --settle 1.5 --settle-max 90 ${TLS[*]}")
 MATRIX+=("tls-handshakes-$HANDSHAKES_N|tls||handshakes --clients $HANDSHAKES_N --connect-parallel 64 --connect-timeout 240 ${TLS[*]}")
 MATRIX+=("tls-burst-100|tls||latency --clients 100 --senders 8 --rate 2000 --line-bytes 64 --burst 200 --connect-timeout 60 ${COMMON[*]} ${TLS[*]}")
+# Cluster: the plain throughput rows with the clients spread over two nodes
+# (client i on node i mod 2: senders and observer on both), and the plain
+# latency row with the 8 senders on n1 and the 92 others on n2, so that
+# every line but the senders' own copies crosses Redis. {N1} and {N2} are
+# the nodes' addresses, filled in per run.
+for n in 100 1000; do
+    MATRIX+=("cluster-throughput-$n|cluster||throughput --clients $n --senders 8 --window 64 --line-bytes 64 ${COMMON[*]} --addrs {N1},{N2}")
+done
+MATRIX+=("cluster-latency-100|cluster||latency --clients 100 --senders 8 --rate 2000 --line-bytes 64 ${COMMON[*]} --sender-addr {N1} --addr {N2}")
 
 # servers_for CLASS: the servers of this run that take part in CLASS rows.
 servers_for() {
@@ -393,7 +619,7 @@ servers_for() {
     for s in $SERVERS; do
         case $1:$s in
         plain:natter | plain:floor | plain:ref | plain:ncat | plain:natter-old) out="$out $s" ;;
-        rooms:natter | tls:ncat-ssl | tls:natter-tls) out="$out $s" ;;
+        rooms:natter | tls:ncat-ssl | tls:natter-tls | cluster:natter-cluster) out="$out $s" ;;
         esac
     done
     echo "$out"
@@ -437,11 +663,15 @@ MACHINE=$TMP/machine.txt
             sed -n 's/^ *\(Public Key Algorithm\|NIST CURVE\|ASN1 OID\): *//p' | paste -sd' ')"
     fi
     if has_server natter-old; then echo "natter-old: $OLD_NATTER"; fi
+    if has_server natter-cluster; then echo "redis-server: $(redis-server --version 2>&1 | head -n 1)"; fi
     echo "loadavg at the start: $LOAD_START"
     echo "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$MACHINE"
 for s in $SERVERS; do
-    printf '%s\t%s\n' "$s" "$(server_cmd "$s")"
+    # One line per process (a cluster has three).
+    server_cmd "$s" | while IFS= read -r line; do
+        printf '%s\t%s\n' "$s" "$line"
+    done
 done >"$TMP/server-commands.txt"
 
 mkdir -p "$(dirname "$OUT_MD")" "$(dirname "$OUT_SVG")"
@@ -522,7 +752,8 @@ def fbool(x):
 
 
 NAMES = {"natter": "natter", "floor": "floor", "ref": "Go reference", "ncat": "ncat --chat",
-         "natter-old": "natter (old binary)", "ncat-ssl": "ncat --chat --ssl", "natter-tls": "natter (TLS)"}
+         "natter-old": "natter (old binary)", "ncat-ssl": "ncat --chat --ssl", "natter-tls": "natter (TLS)",
+         "natter-cluster": "natter cluster (2 nodes, Redis)"}
 PEERS = [s for s in servers if s in ("ref", "ncat")]
 md = []
 md.append("# Benchmarks: " + " vs. ".join(NAMES[s] for s in servers) + "\n")
@@ -891,6 +1122,264 @@ if TLS_SERVERS:
           "of the lines sent from the burst's start until its last connection was made (deliveries "
           "to the 100 clients; \"lines\" counts them), \"calm\" that of all other measured lines.")
 
+# ----------------------------------------------------------------- cluster
+CL = "natter-cluster"
+CLUSTER_KEYS = [("cluster-throughput-100", 100), ("cluster-throughput-1000", 1000),
+                ("cluster-latency-100", 100)]
+# The one-node row of the same run that each cluster row is set against.
+ONE_NODE = {"cluster-throughput-100": "throughput-100", "cluster-throughput-1000": "throughput-1000",
+            "cluster-latency-100": "latency-100"}
+
+
+def per_run(server, key, f):
+    """Median over the runs of f(run's JSON object); runs where f gives None are left out."""
+    vals = []
+    for d in results.get((server, key), []):
+        try:
+            v = f(d)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            v = None
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals.append(v)
+    return statistics.median(vals) if vals else None
+
+
+def proc(d, label):
+    """One server process's entry (server_pids) of a run, by its label."""
+    for p in d.get("server_pids") or []:
+        if p.get("label") == label:
+            return p
+    raise KeyError(label)
+
+
+def pmed(key, label, field):
+    return per_run(CL, key, lambda d: proc(d, label)[field])
+
+
+def nodes_per_line(d):
+    """Both nodes' CPU per delivered line (ns), one run."""
+    return proc(d, "n1")["cpu_ns_per_line"] + proc(d, "n2")["cpu_ns_per_line"]
+
+
+def redis_per_said(d):
+    """Redis's CPU per line said (ns), by its own count (µs resolution) while the lines were sent,
+    less what it spends with nothing to relay."""
+    run = d["redis_run"]
+    busy = run["cpu_s"] - d.get("redis_idle_cpu_util", 0) * run["seconds"]
+    return max(busy, 0) * 1e9 / d["lines_sent"]
+
+
+def publish_per_said(d):
+    """PUBLISH messages per line said, over the generator's whole run."""
+    return d["redis_run"]["publish_calls"] / d["lines_sent"]
+
+
+def met(ok):
+    return "–" if ok is None else ("yes" if ok else "**no**")
+
+
+def cluster_targets():
+    md.append("| target | result | met |\n|---|---|---|")
+    for n in (100, 1000):
+        ck, ok_ = f"cluster-throughput-{n}", f"throughput-{n}"
+        two, one = med(CL, ck, "delivered_lines_per_sec"), med("natter", ok_, "delivered_lines_per_sec")
+        r = ratio(two, one)
+        g2 = " (generator-bound)" if gb(CL, ck) else ""
+        g1 = " (generator-bound)" if gb("natter", ok_) else ""
+        md.append(f"| Two nodes, N={n:,}: delivered lines/s ≥ 80% of one node's | two nodes {fnum(two)}{g2}, "
+                  f"one node {fnum(one)}{g1}" + ("" if r is None else f" ({r:.0%})") +
+                  f" | {met(None if r is None else r >= 0.8)} |")
+    cross = med(CL, "cluster-latency-100", "latency_cross_addr_us.p99")
+    one = med("natter", "latency-100", "latency_us.p99")
+    diff = None if cross is None or one is None else cross - one
+    md.append("| Latency at 2,000 lines/s, N=100: cross-node p99 ≤ one node's p99 + 1 ms | "
+              f"cross-node {fus(cross)}, one node {fus(one)}"
+              + ("" if diff is None else f" ({'+' if diff >= 0 else '−'}{fus(abs(diff))})")
+              + f" | {met(None if diff is None else diff <= 1000)} |")
+    md.append("")
+
+
+def cluster_table():
+    md.append("| row | N | delivered lines/s | lost | CPU/line n1 | n2 | Redis | total | core busy "
+              "| latency p50 / p99 | cross-node p50 / p99 | status |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for key, n in CLUSTER_KEYS:
+        one = ONE_NODE[key]
+        for s, k, what in ((CL, key, key), ("natter", one, f"{one} (one node)")):
+            if (s, k) not in results:
+                continue
+            lat = f"{fus(med(s, k, 'latency_us.p50'))} / {fus(med(s, k, 'latency_us.p99'))}"
+            if s == CL:
+                cpu = [pmed(k, x, "cpu_ns_per_line") for x in ("n1", "n2", "redis")]
+                cross = (f"{fus(med(s, k, 'latency_cross_addr_us.p50'))} / "
+                         f"{fus(med(s, k, 'latency_cross_addr_us.p99'))}")
+            else:
+                cpu, cross = [med(s, k, "server_cpu_ns_per_line"), None, None], "–"
+            total = med(s, k, "server_cpu_ns_per_line")
+            md.append(f"| {what} | {n:,} | {c_tp(s, k)} | {fnum(med(s, k, 'lost'))} | "
+                      + " | ".join(fnum(v, " ns", 1) for v in cpu)
+                      + f" | {fnum(total, ' ns', 1)} | {fnum(med(s, k, 'server_core_busy'), '', 2)} | "
+                      f"{lat} | {cross} | {statuses(s, k)} |")
+    md.append("")
+
+
+def redis_table():
+    md.append("| row | lines said/s | lines per PUBLISH | Redis CPU per line said | per PUBLISH "
+              "| Redis CPU util | idle CPU util | Redis bytes out per line said |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key, _ in CLUSTER_KEYS:
+        if (CL, key) not in results:
+            continue
+        q = per_run(CL, key, publish_per_said)
+        r = per_run(CL, key, redis_per_said)
+        m = per_run(CL, key, lambda d: redis_per_said(d) / publish_per_said(d))
+        out = per_run(CL, key, lambda d: d["redis_run"]["net_output_bytes"] / d["lines_sent"])
+        md.append(f"| {key} | {fnum(med(CL, key, 'sent_lines_per_sec'))} | "
+                  f"{fnum(None if not q else 1 / q, '', 1)} | {fnum(r, ' ns', 0)} | {fnum(m, ' ns', 0)} | "
+                  f"{fnum(pmed(key, 'redis', 'cpu_util'), '', 3)} | "
+                  f"{fnum(med(CL, key, 'redis_idle_cpu_util'), '', 4)} | {fnum(out, ' B', 0)} |")
+    md.append("")
+
+
+def fit_nodes():
+    """d (ns per delivery by a node) and r (ns per line said, per node) from the two throughput
+    rows: both nodes' CPU per delivered line is d + 2r/N at N clients, as every node handles
+    every line said once and writes it to each of its own N/2 clients."""
+    s100 = per_run(CL, "cluster-throughput-100", nodes_per_line)
+    s1000 = per_run(CL, "cluster-throughput-1000", nodes_per_line)
+    if s100 is None or s1000 is None:
+        return None
+    r = (s100 - s1000) / (2 / 100 - 2 / 1000)
+    if r < 0:
+        # Noise larger than the overhead: no per-line term to be seen.
+        return s100, s1000, s1000, 0.0, False
+    return s100, s1000, s1000 - 2 * r / 1000, r, True
+
+
+def redis_at(key, nodes):
+    """Redis's CPU per line said (ns) with `nodes` nodes, from the row `key` at two: its CPU
+    per PUBLISH grows as one read plus one write per subscribed node, (1 + nodes) / 3, and
+    each node's turns carry 2/nodes of the lines they did, so PUBLISHes per line said grow
+    as nodes / 2 (at most one per line). Returns (per PUBLISH at 2, lines per PUBLISH at 2,
+    per line said at `nodes`)."""
+    r2 = per_run(CL, key, redis_per_said)
+    q2 = per_run(CL, key, publish_per_said)
+    if r2 is None or not q2:
+        return None
+    m2 = r2 / q2
+    return m2, 1 / q2, m2 * (1 + nodes) / 3 * min(1.0, q2 * nodes / 2)
+
+
+def charged_share(key):
+    """The share of the busy server core that the cluster's three processes were charged for."""
+    return per_run(CL, key, lambda d: sum(p["cpu_util"] for p in d["server_pids"]) / d["server_core_busy"])
+
+
+def projection(nodes=8, clients=1000):
+    key = "cluster-throughput-1000"
+    fit, red = fit_nodes(), redis_at(key, nodes)
+    if fit is None or red is None:
+        return None
+    s100, s1000, d, r, fitted = fit
+    m2, lpp, r8 = red
+    if d <= 0 or r8 <= 0:
+        return None
+    l_nodes, l_redis = 1e9 / (clients / nodes * d + r), 1e9 / r8
+    lim = "Redis limits" if l_redis < l_nodes else "the nodes limit"
+    cross = nodes * (r8 - r) / d if d > 0 and r8 > r else 0
+    one = med("natter", "throughput-1000", "server_cpu_ns_per_line")
+    share = charged_share(key)
+    p = [f"**Projection to {nodes} nodes on {nodes} cores.** The model: a node's CPU per second is "
+         "*d* × (deliveries to its own clients per second) + *r* × (lines said in the whole cluster "
+         "per second), since every node handles every line said once, from its client or from "
+         "Redis, and writes it to each of its clients. Both nodes' CPU per delivered line is then "
+         f"*d* + 2*r*/N: {fns(s100)} at N = 100 and {fns(s1000)} at N = 1,000, so "
+         + (f"*d* = {fnum(d, ' ns', 1)} per delivery and *r* = {fns(r)} per line said"
+            if fitted else f"no per-line overhead shows above the noise: *r* = 0, *d* = {fnum(d, ' ns', 1)}")
+         + (f" (one node alone spent {fnum(one, ' ns', 1)} per delivered line at N = 1,000: sharing "
+            "a core, the nodes' turns are shorter and carry fewer lines per write, so this *d* errs "
+            "high for nodes with a core each)" if one else "")
+         + ". Redis, one thread, reads each PUBLISH once and writes it to every subscribed node: "
+         f"at two nodes it spent {fns(m2)} per PUBLISH, with {lpp:,.1f} lines said per PUBLISH "
+         f"(natter publishes once per room per turn). At {nodes} nodes a PUBLISH costs "
+         f"(1 + {nodes}) / 3 as much (one read, {nodes} writes), and each node's turns carry "
+         f"2/{nodes} of the lines, so there are {nodes / 2:g}× as many PUBLISHes per line (at most "
+         f"one per line): {fns(r8)} per line said. Redis's one core is then full at "
+         f"{fnum(l_redis)} lines said/s, however many clients listen.",
+         f"With a core per node and one more for Redis (on exactly {nodes} cores, Redis's share "
+         f"comes out of one node's), {clients:,} clients ({clients // nodes:,} per node): the "
+         f"nodes' CPU allows {fnum(l_nodes)} lines said/s ({fmlines(l_nodes * clients)} delivered "
+         f"lines/s), Redis's {fnum(l_redis)} ({fmlines(l_redis * clients)}): **{lim} first, at "
+         f"about {fmlines(min(l_nodes, l_redis) * clients)} delivered lines/s**. Redis is the "
+         f"limit while fewer than about {fnum(cross)} clients receive each line; with more, the "
+         f"nodes are, each at {fmlines(1e9 / d) if d > 0 else '–'} deliveries/s."
+         + (f" In this run the three processes were charged for {min(share, 1):.0%} of their busy "
+            "core; the rest is the kernel's softirq work on loopback, switching between them, and "
+            "whatever else ran there. If all of it is theirs, every limit here is "
+            f"{min(share, 1):.0%} of what it says." if share else "")]
+    p.append(clients_at_rate(nodes, d, r))
+    p.append("A real network adds costs of its own; memory (the idle rows' RSS per client) and the "
+             "load generator are left out; and a noisy machine moves these costs by tens of percent.")
+    return "\n\n".join(x for x in p if x) + "\n"
+
+
+def clients_at_rate(nodes, d, r):
+    """How many clients `nodes` nodes hold at the latency row's rate."""
+    key = "cluster-latency-100"
+    n2 = pmed(key, "n2", "cpu_ns_per_line")
+    rate = med(CL, key, "rate_lines_per_sec")
+    share = per_run(CL, key, lambda d_: (d_["clients"] - d_["senders"]) / d_["clients"])
+    red = redis_at(key, nodes)
+    if n2 is None or not rate or not share or red is None:
+        return None
+    # n2's clients got `share` of the deliveries: its CPU per delivery of its own.
+    d_low = n2 / share
+    c_low = nodes * 1e9 / (rate * d_low)
+    c_high = nodes * (1e9 / rate - r) / d if d > 0 else None
+    return (f"Clients: at {fnum(rate)} lines said/s, as in the latency row, the receiving node spent "
+            f"{fnum(d_low, ' ns', 0)} per delivery (its reading from Redis included), one write per "
+            f"line per client at that load; {nodes} cores at that cost hold about {fnum(c_low)} clients "
+            f"({fnum(c_low / nodes)} per node), with Redis at {rate * red[2] / 1e9:.1%} of its core. "
+            "Under heavier load natter's turns carry several lines per write and the cost per delivery "
+            f"falls towards the full-speed *d*, which would allow up to about {fnum(c_high)} clients at "
+            "that rate: the truth for a given load lies between the two.")
+
+
+def cluster_section():
+    md.append("## Cluster: two nodes through Redis\n")
+    md.append("Per run a fresh `redis-server` (persistence off) on a free loopback port and two natter "
+              "nodes joined through it (`--cluster redis://127.0.0.1:$REDIS_PORT --node-name n1` and "
+              "`n2`, `--rate 0`), all three pinned to the one server core "
+              f"(CPU {server_cpu}) that a single natter gets in the other rows, and the generator to "
+              f"CPU {gen_cpu}: the rows show what joining two nodes costs, not what more cores give. "
+              "Throughput rows: client i connects to node i mod 2, so 4 senders and the observer are "
+              "on n1, 4 senders on n2, and half of each line's deliveries cross Redis. Latency row: "
+              "the 8 senders on n1 and the 92 other clients on n2, so every delivery but the senders' "
+              "copies crosses Redis; *cross-node* is the latency of those alone. The one-node figures "
+              "are natter's plain rows of the same run. CPU per delivered line is each process's "
+              "utime+stime over the measured interval divided by every line delivered (so the "
+              "columns add up to *total*); *core busy* is the shared server core's.\n")
+    if "natter" not in servers:
+        md.append("*natter was not run alone: the one-node figures, and so the targets, are "
+                  "empty until it is (`SERVERS` with `natter`).*\n")
+    cluster_targets()
+    cluster_table()
+    md.append("What Redis did, by its own counters (`INFO`) from the start of the warm-up to the "
+              "end of the drain, divided by the lines sent meanwhile: PUBLISH calls, CPU time "
+              "(getrusage, in µs; /proc's 10 ms ticks, which the table above divides, are too "
+              "coarse for the few milliseconds a second Redis uses in a short run), less what it "
+              "spent with nothing to relay (*idle CPU util*, its housekeeping and the nodes' "
+              "pings, read over one second before the generator starts), and bytes sent. "
+              "*Redis CPU util* is /proc's, over the measured interval.\n")
+    redis_table()
+    text = projection()
+    if text:
+        md.append(text)
+
+
+if CL in servers and any((CL, k) in results for k, _ in CLUSTER_KEYS):
+    cluster_section()
+
 # ------------------------------------------------------------------- chart
 colors = {"natter": "#1b9e77", "floor": "#999999", "ref": "#d95f02", "ncat": "#7570b3",
           "natter-old": "#66a61e"}
@@ -962,10 +1451,12 @@ if analysis and os.path.exists(analysis):
 # ------------------------------------------------------------- commands
 md.append("## Commands\n")
 md.append("Run everything again with `bench/compare.sh` (`QUICK=1` for one short run of each "
-          "scenario, `SERVERS=\"natter floor ref ncat ncat-ssl natter-tls\"` to choose servers, `REF_SRC` for the Go "
+          "scenario, `SERVERS=\"natter floor ref ncat ncat-ssl natter-tls natter-cluster\"` to choose servers, `REF_SRC` for the Go "
           "reference: the ch8/chat folder of https://github.com/adonovan/gopl.io, "
           "`OLD_NATTER=FILE` to add a second natter binary). Per run, on a free port "
-          "`$PORT`, with the server's PID `$PID`:\n")
+          "`$PORT`, with the server's PID `$PID`"
+          + ("; a cluster's on free ports `$REDIS_PORT`, `$PORT1` and `$PORT2`, with PIDs "
+             "`$REDIS_PID`, `$PID1` and `$PID2`" if CL in servers else "") + ":\n")
 md.append("```sh")
 md.append("cargo build --release --locked            # natter")
 md.append("cargo build --release --locked -p natter-bench")

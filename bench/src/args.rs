@@ -4,121 +4,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::token::{MAX_LINE, MAX_SENDER, MIN_LINE};
 
-pub const HELP: &str = "\
-natter-bench: load generator for line-based TCP chat servers
+mod help;
+mod servers;
 
-USAGE:
-    natter-bench <SCENARIO> --addr 127.0.0.1:PORT [OPTIONS]
-    natter-bench floor-server --listen 127.0.0.1:PORT
-
-SCENARIOS:
-    throughput   N clients, S of them send as fast as a window of W
-                 unacknowledged lines allows (a dedicated observer client
-                 acknowledges); reports delivered lines/s over all receiving
-                 clients, loss, duplicates, order violations, malformed lines,
-                 latency percentiles, server CPU per delivered line, peak RSS
-    latency      N clients, S senders, a fixed total rate (--rate) scheduled by
-                 the clock (no coordinated omission); latency is measured from
-                 each line's intended send time at every receiving client
-    idle         open N connections, let them settle (read every socket until
-                 quiet), report the server's RSS per connection
-    slow-reader  throughput plus one extra client that never reads (small
-                 SO_RCVBUF); reports healthy receivers' delivered lines/s, peak
-                 RSS and whether the slow client was disconnected
-    handshakes   open N connections (with --tls: full TLS handshakes) as
-                 fast as --connect-parallel in flight allow (default 64 here),
-                 each closed by the generator once greeted; reports
-                 handshakes/s, the time each took, and the server's CPU busy
-                 fraction and CPU per handshake over the run
-
-FLOOR SERVER:
-    floor-server the smallest fan-out server on natter's loop design (one
-                 mio::Poll, edge-triggered sockets, one write per client per
-                 turn, no framing, names or limits), to run any scenario
-                 against in the same run as natter; see
-                 `natter-bench floor-server --help`
-
-OPTIONS:
-    --addr ADDR              server address; loopback only (127.0.0.0/8, ::1)
-    --server-pid PID         server process for CPU (/proc/PID/stat) and RSS
-                             (/proc/PID/status) readings; without it those
-                             fields are null
-    --clients N              connected clients, senders and observer included
-                             (default 100; idle: 10000; handshakes: 1000)
-    --senders S              sending clients (default 8)
-    --window W               unacknowledged lines per sender (default 64)
-    --rooms R                spread the clients over R rooms (default 1: all
-                             stay in the server's default room). Client i
-                             sends `/join #rK`, K = i mod R, once greeted and
-                             counts as connected at the server's
-                             `*** <n> here:` answer; sender j is client j, so
-                             each room has S/R senders (rounded down or up;
-                             needs S >= R) and its first non-sender observes
-                             for it. Idle clients are spread the same way.
-                             For servers with rooms (natter) only
-    --line-bytes B           bytes per line including the newline (default 64,
-                             min 29, max 16384)
-    --duration SECS          measured interval (default 5)
-    --warmup SECS            sending before the measured interval (default 1)
-    --drain SECS             after the interval: stop sending and wait at most
-                             this long for every receiver to get every line
-                             (default 30; ends early when all arrived or after
-                             2 s without a byte from the server)
-    --rate LPS               latency: total lines/s over all senders
-                             (default 2000)
-    --burst N                latency: N more clients (TLS ones with --tls)
-                             connect all at once during the measured interval;
-                             the latency of the lines sent from then until the
-                             last of them is connected is reported apart
-                             (latency_burst_us, the rest latency_calm_us)
-    --burst-at SECS          when the burst starts, in seconds into the
-                             measured interval (default: half of --duration)
-    --settle SECS            after connecting, read until no byte arrived for
-                             this long (default 1.5)
-    --settle-max SECS        give up settling after this long (default 120)
-    --connect-timeout SECS   give up connecting after this long (default 120)
-    --connect-parallel K     connects in flight at once (default 8;
-                             handshakes: 64), each
-                             until the server has greeted it; refused or
-                             reset connects are retried after a backoff.
-                             Keep it below the server's accept backlog
-                             (ncat's is 10): see bench/README.md
-    --quickack               set TCP_QUICKACK on the generator's sockets after
-                             every read (separates delayed-ACK stalls of
-                             servers without TCP_NODELAY from their speed)
-    --name-first             every client first sends a name line
-                             (`bench<i>`), for servers that ask for one
-    --tls                    every client speaks TLS (rustls with ring, TLS 1.2
-                             and 1.3, no session resumption: every handshake
-                             is a full one); a client counts as connected
-                             after the handshake and the server's greeting.
-                             Needs --tls-ca or --tls-insecure
-    --tls-ca FILE            PEM certificates to trust: one the server
-                             presents is accepted as it is (pinned, e.g. a
-                             self-signed test certificate), else they are
-                             trust anchors for the chain and --tls-name
-    --tls-insecure           accept any certificate and handshake signature
-    --tls-name NAME          server name sent (SNI) and checked
-                             (default localhost)
-    --slow-rcvbuf BYTES      slow-reader: SO_RCVBUF of the slow client
-                             (default 4096)
-    --sample-ms MS           RSS sampling period (default 50)
-    --label TEXT             copied into the JSON object (e.g. server name)
-    -h, --help               this text
-
-OUTPUT:
-    One JSON object on stdout; progress and diagnostics on stderr. Times in
-    the JSON are seconds (`_s`), microseconds (`_us`) or nanoseconds (`_ns`);
-    memory in bytes. `generator_bound` is true when the generator used at
-    least 90% of a CPU over the measured interval, or spent less than 5% of
-    it waiting for events (`generator_idle_fraction`): then the number
-    measures the generator, not the server. `server_core_busy` and
-    `generator_core_busy` (when each is pinned to its own core, e.g. with
-    taskset) are from /proc/stat and include softirq time and anything else
-    running on that core.
-
-Every run ends by itself: each phase has a time bound.
-";
+pub use help::HELP;
+pub use servers::ServerPid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -149,8 +39,13 @@ impl Scenario {
 #[derive(Clone, Debug)]
 pub struct Opts {
     pub scenario: Scenario,
-    pub addr: SocketAddr,
-    pub server_pid: Option<u32>,
+    /// The server's addresses: one, or a cluster's nodes (client i
+    /// connects to address i mod k).
+    pub addrs: Vec<SocketAddr>,
+    /// Every sender connects here instead (cross-node latency).
+    pub sender_addr: Option<SocketAddr>,
+    /// The processes whose CPU is read: the server, or each node and Redis.
+    pub server_pids: Vec<ServerPid>,
     pub clients: usize,
     pub senders: usize,
     pub window: u64,
@@ -177,6 +72,27 @@ pub struct Opts {
     pub label: Option<String>,
 }
 
+impl Opts {
+    /// The process whose memory is watched (the only one, or the first).
+    pub fn first_pid(&self) -> Option<u32> {
+        self.server_pids.first().map(|p| p.pid)
+    }
+
+    /// Every server process's PID, in the order given.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.server_pids.iter().map(|p| p.pid)
+    }
+
+    /// The addresses for a log line: `A`, `A, B`, `A, B (senders on C)`.
+    pub fn describe_addrs(&self) -> String {
+        let list: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        match self.sender_addr {
+            Some(s) => format!("{} (senders on {s})", list.join(", ")),
+            None => list.join(", "),
+        }
+    }
+}
+
 pub enum Parsed {
     Run(Box<Opts>),
     Help,
@@ -195,8 +111,9 @@ fn secs(v: f64, what: &str, max: f64) -> Result<f64, String> {
 fn defaults() -> Opts {
     Opts {
         scenario: Scenario::Throughput,
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        server_pid: None,
+        addrs: Vec::new(),
+        sender_addr: None,
+        server_pids: Vec::new(),
         clients: 0,
         senders: 8,
         window: 64,
@@ -229,14 +146,15 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Pars
     let mut p = lexopt::Parser::from_args(args);
     let mut o = defaults();
     let mut scenario = None;
-    let mut addr: Option<SocketAddr> = None;
     let mut clients = None;
     let mut parallel = None;
     let e = |e: lexopt::Error| e.to_string();
     while let Some(arg) = p.next().map_err(e)? {
         match arg {
             Short('h') | Long("help") => return Ok(Parsed::Help),
-            Long("addr") => addr = Some(value(&mut p)?),
+            Long("addr") | Long("addrs") => {
+                servers::push_addrs(&mut o.addrs, &value::<String>(&mut p)?)?
+            }
             Long("clients") => clients = Some(value(&mut p)?),
             Long("connect-parallel") => parallel = Some(value(&mut p)?),
             Long(name) => {
@@ -250,8 +168,7 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Pars
         }
     }
     o.scenario = scenario.ok_or("missing scenario (see --help)")?;
-    o.addr = addr.ok_or("missing --addr (see --help)")?;
-    check_loopback(o.addr)?;
+    servers::check(&o)?;
     o.clients = clients.unwrap_or(match o.scenario {
         Scenario::Idle => 10_000,
         Scenario::Handshakes => 1000,
@@ -276,7 +193,8 @@ where
 /// The options that only set a field of `o`.
 fn set_option(o: &mut Opts, name: &str, p: &mut lexopt::Parser) -> Result<(), String> {
     match name {
-        "server-pid" => o.server_pid = Some(value(p)?),
+        "server-pid" => servers::push_pid(&mut o.server_pids, &value::<String>(p)?)?,
+        "sender-addr" => o.sender_addr = Some(servers::parse_addr(&value::<String>(p)?)?),
         "senders" => o.senders = value(p)?,
         "window" => o.window = value(p)?,
         "rooms" => o.rooms = value(p)?,
@@ -447,10 +365,10 @@ pub fn check_loopback(addr: SocketAddr) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn run(args: &[&str]) -> Result<Opts, String> {
+    pub(crate) fn run(args: &[&str]) -> Result<Opts, String> {
         match parse(args.iter().map(std::ffi::OsString::from))? {
             Parsed::Run(o) => Ok(*o),
             Parsed::Help => Err("help".into()),

@@ -22,6 +22,7 @@ use crate::receive::Reader;
 use crate::report::{Measured, Report};
 use crate::rooms::{self, JoinReply, Layout};
 use crate::senders::Senders;
+use crate::sites::Sites;
 use crate::slow::{self, SlowEnd};
 use crate::tally::Tally;
 use crate::tls::TlsSetup;
@@ -104,13 +105,15 @@ impl Bench {
         if o.burst > 0 {
             tally.split_burst()?;
         }
+        let sites = Sites::new(&o, s, total);
+        tally.sites = sites.split()?;
         Ok(Bench {
-            conns: Connections::new(registry, &o, (clients, layout, tls), kernel_ts),
+            conns: Connections::new(registry, &o, (clients, layout, tls, sites), kernel_ts),
             senders: Senders::new(s, o.line_bytes, (o.window, o.rate), base)?,
             reader: Reader::new(kernel_ts, o.quickack, o.tls, base),
             tally,
             reactor,
-            mem: MemWatch::new(o.server_pid),
+            mem: MemWatch::new(o.first_pid()),
             next_sample: base,
             phase: Phase::Connect,
             base,
@@ -283,7 +286,7 @@ impl Bench {
         log(format_args!(
             "{} against {} with {} clients",
             self.o.scenario.name(),
-            self.o.addr,
+            self.o.describe_addrs(),
             self.o.clients
         ));
         if self.o.scenario == Scenario::Handshakes {
@@ -391,7 +394,7 @@ impl Bench {
 
     /// The measured interval, with the CPU readings around it.
     fn measure(&mut self) -> io::Result<Measured> {
-        let usage = Usage::start(self.o.server_pid);
+        let usage = Usage::start(self.o.pids());
         self.phase = Phase::Measure;
         self.burst_schedule(usage.t0());
         self.tally.start_measuring(usage.t0());

@@ -16,7 +16,6 @@ mod phase;
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read};
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 use mio::net::TcpStream;
@@ -28,6 +27,7 @@ use crate::client::{Client, State};
 use crate::log;
 use crate::procstat::now_ns;
 use crate::rooms::Layout;
+use crate::sites::Sites;
 use crate::tls::{self, TlsSetup};
 
 /// Connect attempts per client, and how long one attempt may take.
@@ -66,7 +66,8 @@ pub struct ConnectStats {
 
 pub struct Connections {
     registry: Registry,
-    addr: SocketAddr,
+    /// Which address each client connects to.
+    sites: Sites,
     slow_rcvbuf: usize,
     kernel_ts: bool,
     name_first: bool,
@@ -90,13 +91,13 @@ impl Connections {
     pub fn new(
         registry: Registry,
         o: &Opts,
-        (clients, layout, tls): (Vec<Client>, Layout, Option<TlsSetup>),
+        (clients, layout, tls, sites): (Vec<Client>, Layout, Option<TlsSetup>, Sites),
         kernel_ts: bool,
     ) -> Self {
         Connections {
             tls,
             registry,
-            addr: o.addr,
+            sites,
             slow_rcvbuf: o.slow_rcvbuf,
             kernel_ts,
             name_first: o.name_first,
@@ -177,7 +178,7 @@ impl Connections {
     /// and its TLS state with `--tls`.
     fn open(&self, idx: usize) -> io::Result<(TcpStream, Option<rustls::ClientConnection>)> {
         let tls = self.tls.as_ref().map(TlsSetup::connection).transpose()?;
-        let addr = self.addr;
+        let addr = self.sites.addr(idx);
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;

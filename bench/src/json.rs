@@ -95,6 +95,34 @@ impl Obj {
         self
     }
 
+    /// An array of strings.
+    pub fn strs<'a>(&mut self, k: &str, v: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        self.key(k);
+        self.buf.push('[');
+        for (i, s) in v.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            push_str(&mut self.buf, s);
+        }
+        self.buf.push(']');
+        self
+    }
+
+    /// An array of objects.
+    pub fn objs(&mut self, k: &str, v: impl IntoIterator<Item = Obj>) -> &mut Self {
+        self.key(k);
+        self.buf.push('[');
+        for (i, o) in v.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            self.buf.push_str(&o.finish());
+        }
+        self.buf.push(']');
+        self
+    }
+
     pub fn finish(mut self) -> String {
         self.buf.push('}');
         self.buf
@@ -138,6 +166,17 @@ mod tests {
         assert_eq!(
             o.finish(),
             r#"{"s":"a\"b\\c\n\u0001","n":3,"f":1.25,"nan":null,"b":true,"none":null,"inner":{"p50":7}}"#
+        );
+        let mut a = Obj::new();
+        a.u64("pid", 1);
+        let mut o = Obj::new();
+        o.strs("addrs", ["x", "y\""])
+            .strs("none", [])
+            .objs("pids", [a, Obj::new()])
+            .objs("empty", []);
+        assert_eq!(
+            o.finish(),
+            r#"{"addrs":["x","y\""],"none":[],"pids":[{"pid":1},{}],"empty":[]}"#
         );
     }
 }

@@ -14,6 +14,7 @@ mod report;
 mod rooms;
 mod rxts;
 mod senders;
+mod sites;
 mod slow;
 mod tally;
 mod timer;

@@ -111,21 +111,39 @@ pub fn busy_between(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64>
 }
 
 /// Readings at the start of an interval: the server's CPU time and this
-/// process's, and the busy jiffies of the cores each is pinned to.
+/// process's, and the busy jiffies of the cores each is pinned to. The
+/// server may be several processes (a cluster's nodes and Redis): each is
+/// read on its own.
 pub struct Usage {
-    pid: Option<u32>,
-    srv_core: Option<usize>,
+    pids: Vec<PidStart>,
     gen_core: Option<usize>,
     t0: u64,
-    srv0: Option<u64>,
     gen0: u64,
-    srv_j0: Option<(u64, u64)>,
     gen_j0: Option<(u64, u64)>,
 }
 
-/// What an interval used. The server's core is reported only when it is
-/// not the generator's.
-#[derive(Clone, Copy, Debug, Default)]
+/// One server process at the start of an interval.
+struct PidStart {
+    pid: u32,
+    core: Option<usize>,
+    cpu0: Option<u64>,
+    j0: Option<(u64, u64)>,
+}
+
+/// What one server process used over an interval. Its core is reported
+/// only when it is not the generator's.
+#[derive(Clone, Debug, Default)]
+pub struct PidUsed {
+    pub pid: u32,
+    pub cpu: Option<u64>,
+    pub core: Option<usize>,
+    pub core_busy: Option<f64>,
+}
+
+/// What an interval used. `srv_cpu` is the sum over every server process
+/// (unknown if any of them could not be read); `srv_core` and its busy
+/// fraction are the first process's.
+#[derive(Clone, Debug, Default)]
 pub struct Used {
     pub t0: u64,
     pub t1: u64,
@@ -135,23 +153,32 @@ pub struct Used {
     pub srv_core_busy: Option<f64>,
     pub gen_core: Option<usize>,
     pub gen_core_busy: Option<f64>,
+    /// Each server process, in the order given.
+    pub pids: Vec<PidUsed>,
 }
 
 impl Usage {
-    /// The interval starts now; `pid`: the server's.
-    pub fn start(pid: Option<u32>) -> Self {
-        let srv_core = pid.and_then(|p| pinned_cpu(Some(p)));
+    /// The interval starts now; `pids`: the server's processes.
+    pub fn start(pids: impl IntoIterator<Item = u32>) -> Self {
+        let pids = pids
+            .into_iter()
+            .map(|pid| {
+                let core = pinned_cpu(Some(pid));
+                PidStart {
+                    pid,
+                    core,
+                    j0: core.and_then(cpu_jiffies),
+                    cpu0: proc_cpu_ns(pid),
+                }
+            })
+            .collect();
         let gen_core = pinned_cpu(None);
-        let srv_j0 = srv_core.and_then(cpu_jiffies);
         let gen_j0 = gen_core.and_then(cpu_jiffies);
         Usage {
-            pid,
-            srv_core,
+            pids,
             gen_core,
             t0: now_ns(),
-            srv0: pid.and_then(proc_cpu_ns),
             gen0: self_cpu_ns(),
-            srv_j0,
             gen_j0,
         }
     }
@@ -164,20 +191,36 @@ impl Usage {
     /// The interval ends now.
     pub fn end(&self) -> Used {
         let t1 = now_ns();
-        let srv1 = self.pid.and_then(proc_cpu_ns);
+        let pids: Vec<PidUsed> = self.pids.iter().map(|p| self.pid_end(p)).collect();
         let gen1 = self_cpu_ns();
-        let srv_busy = busy_between(self.srv_j0, self.srv_core.and_then(cpu_jiffies));
         let gen_busy = busy_between(self.gen_j0, self.gen_core.and_then(cpu_jiffies));
-        let own_core = self.srv_core != self.gen_core;
+        let srv_cpu = match pids.is_empty() {
+            true => None,
+            false => pids.iter().map(|p| p.cpu).sum(),
+        };
+        let first = pids.first().cloned().unwrap_or_default();
         Used {
             t0: self.t0,
             t1,
-            srv_cpu: self.srv0.zip(srv1).map(|(a, b)| b.saturating_sub(a)),
+            srv_cpu,
             gen_cpu: gen1.saturating_sub(self.gen0),
-            srv_core: self.srv_core.filter(|_| own_core),
-            srv_core_busy: srv_busy.filter(|_| own_core),
+            srv_core: first.core,
+            srv_core_busy: first.core_busy,
             gen_core: self.gen_core,
             gen_core_busy: gen_busy,
+            pids,
+        }
+    }
+
+    fn pid_end(&self, p: &PidStart) -> PidUsed {
+        let cpu1 = proc_cpu_ns(p.pid);
+        let busy = busy_between(p.j0, p.core.and_then(cpu_jiffies));
+        let own_core = p.core != self.gen_core;
+        PidUsed {
+            pid: p.pid,
+            cpu: p.cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+            core: p.core.filter(|_| own_core),
+            core_busy: busy.filter(|_| own_core),
         }
     }
 }

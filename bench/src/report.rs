@@ -3,6 +3,10 @@
 
 use hdrhistogram::Histogram;
 
+mod servers;
+
+pub use servers::Per;
+
 use crate::args::{Opts, Scenario};
 use crate::client::Client;
 use crate::connect::Connections;
@@ -52,8 +56,9 @@ impl Report<'_> {
     pub fn common(&self, o: &mut Obj) {
         o.str("scenario", self.o.scenario.name())
             .opt_str("label", self.o.label.as_deref())
-            .str("addr", &self.o.addr.to_string())
-            .opt_u64("server_pid", self.o.server_pid.map(u64::from))
+            .str("addr", &self.o.addrs[0].to_string());
+        self.addr_fields(o);
+        o.opt_u64("server_pid", self.o.first_pid().map(u64::from))
             .u64("clients", self.o.clients as u64)
             .u64("rooms", self.o.rooms as u64)
             .bool("tls", self.o.tls);
@@ -191,6 +196,7 @@ impl Report<'_> {
                 _ => "every receiving client (senders included), from each line's actual send time to the generator's read",
             },
         );
+        self.site_latency_fields(o);
         if self.reader.kernel_ts {
             o.obj("latency_read_us", percentiles(&self.tally.hist_user))
                 .str(
@@ -218,6 +224,7 @@ impl Report<'_> {
         .opt_u64("server_rss_end_bytes", self.mem.last.map(|m| m.rss))
         .u64("rss_samples", self.mem.samples);
         self.cpu_fields(o, &m.used);
+        self.pid_fields(o, &m.used, Per::Line(delivered));
     }
 
     /// CPU over an interval: the server's (its process, and its core when

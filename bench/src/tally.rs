@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use crate::client::{Client, State};
 use crate::rooms::Layout;
 use crate::senders::Senders;
+use crate::sites::SiteSplit;
 use crate::token::{Line, Scanner};
 
 /// Per (receiver, sender): highest sequence seen + 1 and a bitmap of the 64
@@ -86,6 +87,9 @@ pub struct Tally {
     pub hist_user: Histogram<u64>,
     /// With a burst of connections: `hist` split by send time.
     pub burst: Option<Box<BurstSplit>>,
+    /// With clients on several addresses: `hist` split by whether the
+    /// receiver is on its line's sender's address.
+    pub sites: Option<Box<SiteSplit>>,
     keep_read_latency: bool,
     /// Inside the measured interval: deliveries count.
     measuring: bool,
@@ -141,6 +145,7 @@ impl Tally {
             hist: histogram()?,
             hist_user: histogram()?,
             burst: None,
+            sites: None,
             keep_read_latency,
             measuring: false,
             last_delivery: base,
@@ -244,6 +249,9 @@ impl Tally {
             self.hist.saturating_record(latency);
             if let Some(b) = self.burst.as_deref_mut() {
                 b.record(sent_at, latency);
+            }
+            if let Some(x) = self.sites.as_deref_mut() {
+                x.record(idx, snd.client, latency);
             }
             if self.keep_read_latency {
                 self.hist_user

@@ -9,12 +9,12 @@ use std::io;
 use super::Bench;
 use crate::json::Obj;
 use crate::procstat::{SEC, Usage, Used};
-use crate::report::connect_times;
+use crate::report::{Per, connect_times};
 
 impl Bench {
     pub(super) fn handshakes(mut self) -> io::Result<String> {
         self.mem.sample();
-        let usage = Usage::start(self.o.server_pid);
+        let usage = Usage::start(self.o.pids());
         self.connect_all()?;
         let used = usage.end();
         self.mem.sample();
@@ -50,6 +50,7 @@ impl Bench {
             .opt_f64("server_cpu_us_per_handshake", per, 1)
             .opt_u64("server_peak_rss_bytes", self.mem.peak());
         r.cpu_fields(&mut o, used);
+        r.pid_fields(&mut o, used, Per::Handshake(count));
         let status = match r.connection_status() {
             Some(s) => s,
             None if count == 0 => "no connection made".to_string(),
