@@ -12,7 +12,7 @@ use crate::hub::{Hub, listing};
 use crate::limits::MAX_TOPIC_BYTES;
 use crate::member::Phase;
 use crate::rooms::{TooManyRooms, parse_room_name};
-use crate::stats::CloseReason;
+use crate::stats::{StatsView, render_stats_line};
 use crate::wire::Record;
 
 /// What came of a line.
@@ -315,32 +315,18 @@ fn topic(hub: &mut Hub, key: usize, text: Option<&[u8]>) -> Outcome {
     Outcome::Done
 }
 
-/// `/stats`: the client's own queue and the server's counters.
+/// `/stats`: the client's own queue and the hub's sizes, then the server's
+/// counters (`stats.rs` writes the line).
 fn stats_line(hub: &mut Hub, key: usize) -> String {
     hub.catch_up(key);
     let member = hub.member(key);
-    let s = &hub.stats;
-    format!(
-        "*** stats: queued={} skipped={} clients={} total_queued={} short_writes={} \
-         slow_disconnects={} skipped_total={} lines_in={} lines_out={} bytes_out={} \
-         cut_lines={} rate_limited={} read_pauses={} fd_exhausted={} budget_holds={} \
-         rooms={} biggest_room={}\n",
-        member.output.len(),
-        member.skipped_total,
-        hub.roster.len(),
-        hub.queued_bytes(),
-        s.short_writes,
-        s.closed(CloseReason::Slow),
-        s.skipped_lines,
-        s.lines_in,
-        s.lines_out,
-        s.bytes_out,
-        s.cut_lines,
-        s.rate_limited,
-        s.total_pauses,
-        s.fd_exhausted,
-        s.budget_holds,
-        hub.rooms.len(),
-        hub.rooms.biggest(),
-    )
+    let view = StatsView {
+        queued: member.output.len(),
+        skipped: member.skipped_total,
+        clients: hub.roster.len(),
+        total_queued: hub.queued_bytes(),
+        rooms: hub.rooms.len(),
+        biggest_room: hub.rooms.biggest(),
+    };
+    render_stats_line(&hub.stats, &view)
 }

@@ -192,8 +192,15 @@ impl MetricsEndpoint {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Without write interest the rest of the answer would wait
+                    // for the request deadline: close now instead.
                     let token = Token(METRICS_CONN_BASE + key);
-                    let _ = registry.reregister(&mut conn.socket, token, Interest::WRITABLE);
+                    if registry
+                        .reregister(&mut conn.socket, token, Interest::WRITABLE)
+                        .is_err()
+                    {
+                        self.close(key, registry);
+                    }
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

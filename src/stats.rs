@@ -235,6 +235,48 @@ const METRICS: &[Metric] = &[
     ),
 ];
 
+/// What `/stats` shows besides the server's counters, read when a client
+/// asks: its own queue and the hub's sizes.
+pub struct StatsView {
+    /// Bytes queued for the asking client.
+    pub queued: usize,
+    /// Lines skipped for it under `--slow-client drop`, in all.
+    pub skipped: u32,
+    pub clients: usize,
+    /// Every byte queued for anyone, shared chunks and the arenas.
+    pub total_queued: usize,
+    pub rooms: usize,
+    pub biggest_room: usize,
+}
+
+/// The `/stats` line, newline included. Its keys are documented in
+/// `docs/protocol.md` and must not change: scripts parse them.
+pub fn render_stats_line(s: &Stats, v: &StatsView) -> String {
+    format!(
+        "*** stats: queued={} skipped={} clients={} total_queued={} short_writes={} \
+         slow_disconnects={} skipped_total={} lines_in={} lines_out={} bytes_out={} \
+         cut_lines={} rate_limited={} read_pauses={} fd_exhausted={} budget_holds={} \
+         rooms={} biggest_room={}\n",
+        v.queued,
+        v.skipped,
+        v.clients,
+        v.total_queued,
+        s.short_writes,
+        s.closed(CloseReason::Slow),
+        s.skipped_lines,
+        s.lines_in,
+        s.lines_out,
+        s.bytes_out,
+        s.cut_lines,
+        s.rate_limited,
+        s.total_pauses,
+        s.fd_exhausted,
+        s.budget_holds,
+        v.rooms,
+        v.biggest_room,
+    )
+}
+
 /// Renders Prometheus text exposition format (version 0.0.4).
 pub fn render_prometheus(stats: &Stats, gauges: &Gauges) -> String {
     let mut out = String::with_capacity(4096);
@@ -333,6 +375,31 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
         }
+    }
+
+    #[test]
+    fn the_stats_line_has_every_key_in_its_documented_order() {
+        let mut stats = Stats {
+            lines_in: 10,
+            budget_holds: 4,
+            ..Stats::default()
+        };
+        stats.close(CloseReason::Slow);
+        let view = StatsView {
+            queued: 1,
+            skipped: 2,
+            clients: 3,
+            total_queued: 5,
+            rooms: 6,
+            biggest_room: 7,
+        };
+        assert_eq!(
+            render_stats_line(&stats, &view),
+            "*** stats: queued=1 skipped=2 clients=3 total_queued=5 short_writes=0 \
+             slow_disconnects=1 skipped_total=0 lines_in=10 lines_out=0 bytes_out=0 \
+             cut_lines=0 rate_limited=0 read_pauses=0 fd_exhausted=0 budget_holds=4 \
+             rooms=6 biggest_room=7\n"
+        );
     }
 
     #[test]
