@@ -48,6 +48,52 @@ impl HttpConn {
             self.close_by_ms
         }
     }
+
+    /// Reads what the socket has, up to `MAX_REQUEST` bytes in all; false
+    /// when the connection is over (closed by the peer, or an error).
+    fn read_request(&mut self) -> bool {
+        let mut buf = [0u8; 2048];
+        loop {
+            match self.socket.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let room = MAX_REQUEST - self.request.len();
+                    self.request.extend_from_slice(&buf[..n.min(room)]);
+                    if room <= n {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Writes as much of the answer as the socket takes; false when the
+    /// connection is over (answered in full, or it cannot go on).
+    fn write_answer(&mut self, registry: &Registry, token: Token) -> bool {
+        loop {
+            match self.socket.write(&self.response[self.written..]) {
+                Ok(n) => {
+                    self.written += n;
+                    if self.written == self.response.len() {
+                        let _ = self.socket.shutdown(std::net::Shutdown::Write);
+                        return false;
+                    }
+                }
+                // Without write interest the rest of the answer would wait
+                // for the request deadline: close now instead.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return registry
+                        .reregister(&mut self.socket, token, Interest::WRITABLE)
+                        .is_ok();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
 }
 
 /// The metrics listener and its open connections.
@@ -149,27 +195,9 @@ impl MetricsEndpoint {
             return;
         };
         if conn.response.is_empty() {
-            let mut buf = [0u8; 2048];
-            loop {
-                match conn.socket.read(&mut buf) {
-                    Ok(0) => {
-                        self.close(key, registry);
-                        return;
-                    }
-                    Ok(n) => {
-                        let room = MAX_REQUEST - conn.request.len();
-                        conn.request.extend_from_slice(&buf[..n.min(room)]);
-                        if room <= n {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        self.close(key, registry);
-                        return;
-                    }
-                }
+            if !conn.read_request() {
+                self.close(key, registry);
+                return;
             }
             conn.response = match answer(&conn.request) {
                 Answer::NeedMore => return,
@@ -181,34 +209,9 @@ impl MetricsEndpoint {
                 Answer::Error(status) => error_response(status),
             };
         }
-        loop {
-            match conn.socket.write(&conn.response[conn.written..]) {
-                Ok(n) => {
-                    conn.written += n;
-                    if conn.written == conn.response.len() {
-                        let _ = conn.socket.shutdown(std::net::Shutdown::Write);
-                        self.close(key, registry);
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Without write interest the rest of the answer would wait
-                    // for the request deadline: close now instead.
-                    let token = Token(METRICS_CONN_BASE + key);
-                    if registry
-                        .reregister(&mut conn.socket, token, Interest::WRITABLE)
-                        .is_err()
-                    {
-                        self.close(key, registry);
-                    }
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.close(key, registry);
-                    return;
-                }
-            }
+        let token = Token(METRICS_CONN_BASE + key);
+        if !conn.write_answer(registry, token) {
+            self.close(key, registry);
         }
     }
 
