@@ -25,8 +25,12 @@ pub struct RedisLink {
     /// Bytes to write; `out[written..]` are not written yet.
     out: Vec<u8>,
     written: usize,
-    /// Bytes read and not decoded yet.
+    /// Bytes read; `input[consumed..]` are not decoded yet. Decoding moves
+    /// `consumed` on, and the buffer is compacted once per run of decoding,
+    /// not once per value, so a turn's many small messages cost no more
+    /// than their bytes.
     input: Vec<u8>,
+    consumed: usize,
     /// The connect has completed (the first writable event came).
     connected: bool,
     /// `WRITABLE` interest is registered.
@@ -45,6 +49,7 @@ impl RedisLink {
             out: Vec::new(),
             written: 0,
             input: Vec::new(),
+            consumed: 0,
             connected: false,
             write_interest: true,
         })
@@ -133,22 +138,26 @@ impl RedisLink {
         Ok(true)
     }
 
-    /// True if a read stopped at its budget with bytes perhaps left.
-    pub fn has_input(&self) -> bool {
-        !self.input.is_empty()
-    }
-
     /// The next complete value read, if one has arrived.
     pub fn next_value(&mut self) -> Result<Option<Value>, resp::Malformed> {
-        match resp::decode(&self.input, resp::LIMITS)? {
+        match resp::decode(&self.input[self.consumed..], resp::LIMITS)? {
             Some((value, used)) => {
-                self.input.drain(..used);
-                if self.input.is_empty() && self.input.capacity() > 64 * 1024 {
-                    self.input = Vec::new();
+                self.consumed += used;
+                if self.consumed == self.input.len() {
+                    self.input.clear();
+                    self.consumed = 0;
+                    if self.input.capacity() > 64 * 1024 {
+                        self.input = Vec::new();
+                    }
                 }
                 Ok(Some(value))
             }
-            None => Ok(None),
+            None => {
+                // Keep only the incomplete value for the next read.
+                self.input.drain(..self.consumed);
+                self.consumed = 0;
+                Ok(None)
+            }
         }
     }
 

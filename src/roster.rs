@@ -8,9 +8,8 @@
 
 use std::collections::HashMap;
 
-use crate::clean::clean;
 use crate::member::{Member, Phase};
-use crate::names::{Name, check_single_script, name_key, name_skeleton, parse_name};
+use crate::names::{Name, name_key, name_skeleton};
 
 /// The members and their names.
 #[derive(Debug, Default)]
@@ -23,8 +22,6 @@ pub struct Roster {
     names: HashMap<String, usize>,
     /// The same names by [`name_skeleton`], to refuse look-alikes.
     skeletons: HashMap<String, usize>,
-    /// Members in [`Phase::Joined`].
-    joined: usize,
     next_joined_seq: u32,
 }
 
@@ -71,11 +68,6 @@ impl Roster {
         self.len == 0
     }
 
-    /// Members in the room.
-    pub fn joined(&self) -> usize {
-        self.joined
-    }
-
     /// Every member with its key.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &Member)> {
         self.members
@@ -84,18 +76,12 @@ impl Roster {
             .filter_map(|(key, m)| Some((key, m.as_ref()?)))
     }
 
-    /// Every key, in order.
-    pub fn keys(&self) -> impl Iterator<Item = usize> + '_ {
-        self.iter().map(|(key, _)| key)
-    }
-
     /// Marks `key` as joined, in arrival order.
     pub fn mark_joined(&mut self, key: usize) {
         let seq = self.next_seq();
         let member = self.get_mut(key).expect("present");
         member.phase = Phase::Joined;
         member.joined_seq = seq;
-        self.joined += 1;
     }
 
     /// Marks `key` as gone and frees its name. Returns false if it was not
@@ -105,26 +91,7 @@ impl Roster {
         let member = self.get_mut(key).expect("present");
         let was_joined = member.phase == Phase::Joined;
         member.phase = Phase::Gone;
-        if was_joined {
-            self.joined -= 1;
-        }
         was_joined
-    }
-
-    /// A valid name that nobody else holds and that looks like no one
-    /// else's, or the line explaining why not. The checks run in this order
-    /// so the most useful reason wins: a name's own form, then the same name
-    /// held by another, then a look-alike of another's (showing whose), then
-    /// the mix of scripts, which also catches look-alikes of names nobody
-    /// holds yet.
-    pub fn check_name(&self, key: usize, raw: &[u8]) -> Result<Name, String> {
-        let invalid = |why: String| format!("*** invalid name: {} ({why})\n", clean(raw));
-        let name = parse_name(raw).map_err(invalid)?;
-        if let Some(refusal) = self.refusal(key, &name) {
-            return Err(refusal);
-        }
-        check_single_script(&name).map_err(invalid)?;
-        Ok(name)
     }
 
     /// True if someone but `key` holds the name `name_key`.
@@ -140,20 +107,7 @@ impl Roster {
         (holder != key).then(|| &*self.get(holder).expect("holders are present").who)
     }
 
-    /// Why `key` cannot take `name` because someone here holds it or a
-    /// look-alike, if so.
-    fn refusal(&self, key: usize, name: &Name) -> Option<String> {
-        if self.held_by_other(key, &name.key) {
-            return Some(format!("*** name taken: {}\n", name.display));
-        }
-        let like = self.look_alike(key, &name.skeleton)?;
-        Some(format!(
-            "*** name taken: {} (looks like {like})\n",
-            name.display
-        ))
-    }
-
-    /// Gives `key` the name (checked by [`Roster::check_name`]); its old one
+    /// Gives `key` the name (checked by [`Hub::check_name`](crate::hub::Hub::check_name)); its old one
     /// is freed.
     pub fn take_name(&mut self, key: usize, name: Name) {
         self.release_name(key);
@@ -188,17 +142,6 @@ impl Roster {
         self.get(key)?.receives().then_some(key)
     }
 
-    /// The names of the members `keys`, in order of arrival.
-    pub fn names_in_order(&self, keys: &[usize]) -> Vec<&str> {
-        let mut here: Vec<(u32, &str)> = keys
-            .iter()
-            .filter_map(|&key| self.get(key))
-            .map(|m| (m.joined_seq, &*m.who))
-            .collect();
-        here.sort_unstable();
-        here.into_iter().map(|(_, who)| who).collect()
-    }
-
     /// Gives `key` a new place in the order of arrival (it moved rooms).
     pub fn arrive_again(&mut self, key: usize) {
         let seq = self.next_seq();
@@ -217,6 +160,7 @@ impl Roster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::parse_name;
     use crate::out_queue::OutQueue;
 
     fn roster(names: &[&str]) -> Roster {
@@ -228,35 +172,39 @@ mod tests {
         r
     }
 
-    #[test]
-    fn names_are_held_until_released() {
-        let mut r = roster(&["127.0.0.1:1", "127.0.0.1:2"]);
-        let alice = r.check_name(0, b"alice").unwrap();
-        r.take_name(0, alice);
-        assert_eq!(
-            r.check_name(1, b"ALICE").unwrap_err(),
-            "*** name taken: ALICE\n"
-        );
-        assert_eq!(
-            r.check_name(1, "аlice".as_bytes()).unwrap_err(),
-            "*** name taken: аlice (looks like alice)\n"
-        );
-        assert_eq!(r.find(b"Alice"), Some(0));
-        assert_eq!(r.find(b"127.0.0.1:2"), Some(1));
-        assert!(r.mark_gone(0));
-        assert!(r.check_name(1, b"alice").is_ok(), "freed when it leaves");
-        assert_eq!(r.find(b"alice"), None);
-        assert_eq!(r.joined(), 1);
-        assert!(!r.mark_gone(0), "leaving twice changes nothing");
-        assert_eq!(r.joined(), 1);
+    fn joined(r: &Roster) -> usize {
+        r.iter().filter(|(_, m)| m.phase == Phase::Joined).count()
     }
 
     #[test]
-    fn who_is_in_order_of_arrival() {
+    fn names_are_held_until_released() {
+        let mut r = roster(&["127.0.0.1:1", "127.0.0.1:2"]);
+        r.take_name(0, parse_name(b"alice").unwrap());
+        assert!(r.held_by_other(1, &name_key("ALICE")));
+        assert!(!r.held_by_other(0, &name_key("ALICE")), "its own name");
+        let like = name_skeleton(&name_key("аlice"));
+        assert_eq!(r.look_alike(1, &like), Some("alice"));
+        assert_eq!(r.find(b"Alice"), Some(0));
+        assert_eq!(r.find(b"127.0.0.1:2"), Some(1));
+        assert!(r.mark_gone(0));
+        assert!(
+            !r.held_by_other(1, &name_key("alice")),
+            "freed when it leaves"
+        );
+        assert_eq!(r.look_alike(1, &like), None);
+        assert_eq!(r.find(b"alice"), None);
+        assert_eq!(joined(&r), 1);
+        assert!(!r.mark_gone(0), "leaving twice changes nothing");
+        assert_eq!(joined(&r), 1);
+    }
+
+    #[test]
+    fn arriving_again_goes_to_the_end_of_the_order() {
         let mut r = roster(&["c", "a", "b"]);
-        assert_eq!(r.names_in_order(&[2, 1, 0]), ["c", "a", "b"]);
+        let seq = |r: &Roster, k: usize| r.get(k).unwrap().joined_seq;
+        assert!(seq(&r, 0) < seq(&r, 1) && seq(&r, 1) < seq(&r, 2));
         r.arrive_again(0);
-        assert_eq!(r.names_in_order(&[0, 1, 2]), ["a", "b", "c"]);
+        assert!(seq(&r, 1) < seq(&r, 2) && seq(&r, 2) < seq(&r, 0));
     }
 
     #[test]
@@ -266,7 +214,7 @@ mod tests {
         r.remove(2);
         r.mark_gone(0);
         r.remove(0);
-        assert_eq!(r.keys().collect::<Vec<_>>(), [1]);
+        assert_eq!(r.iter().map(|(key, _)| key).collect::<Vec<_>>(), [1]);
         assert_eq!(r.len(), 1);
         assert!(r.get(0).is_none());
     }
