@@ -87,23 +87,25 @@ fn reply(hub: &mut Hub, key: usize, bytes: &[u8]) -> Outcome {
 /// `<before><who><after><text>\n` to everyone in the sender's room, sender
 /// included, and into the room's history.
 fn say(hub: &mut Hub, key: usize, before: &[u8], after: &[u8], text: &[u8]) -> Outcome {
-    let who = hub.member(key).who.clone();
     let room = hub.room_of(key);
-    let kept = hub.broadcast(room, true, |arena| {
+    let kept = hub.broadcast(room, true, |arena, roster| {
         arena.extend_from_slice(before);
-        arena.extend_from_slice(who.as_bytes());
+        arena.extend_from_slice(roster.get(key).expect("present").who.as_bytes());
         arena.extend_from_slice(after);
         clean_into(arena, text);
         arena.push(b'\n');
     });
-    if !kept {
+    let Some(line) = kept else {
         return Outcome::Held;
-    }
+    };
     if hub.node().is_some() {
-        let (room, who, text) = (
-            hub.room(room).name.to_string(),
-            who.to_string(),
-            clean(text),
+        // The other nodes get the text as cleaned into the arena.
+        let who = hub.member(key).who.to_string();
+        let r = hub.room(room);
+        let cleaned = &r.arena[line.start + before.len() + who.len() + after.len()..line.end - 1];
+        let (room, text) = (
+            r.name.to_string(),
+            String::from_utf8_lossy(cleaned).into_owned(),
         );
         hub.tell(if before.is_empty() {
             Record::Say { room, who, text }

@@ -18,6 +18,7 @@
 //! Nothing here sees a socket or the poller: the unit tests in `hub/tests.rs`
 //! play turns with byte slices.
 
+use std::ops::Range;
 use std::rc::Rc;
 
 use log::debug;
@@ -183,24 +184,26 @@ impl Hub {
 
     // ----- queueing --------------------------------------------------------------
 
-    /// Formats a chat line into `room`'s arena with `format` and keeps it if
-    /// it fits in this turn's budget for everyone there (and in the room's
-    /// history when `remember`); otherwise takes it back and returns false.
+    /// Formats a chat line into `room`'s arena with `format` (which may read
+    /// the roster, for the sender's name, without a copy of it) and keeps it
+    /// if it fits in this turn's budget for everyone there (and in the
+    /// room's history when `remember`): then returns where the line is in
+    /// the arena. Otherwise takes it back and returns `None`.
     pub fn broadcast(
         &mut self,
         room: usize,
         remember: bool,
-        format: impl FnOnce(&mut Vec<u8>),
-    ) -> bool {
+        format: impl FnOnce(&mut Vec<u8>, &Roster),
+    ) -> Option<Range<usize>> {
         let turn_max_private = self.turn_max_private;
         let r = self.rooms.get_mut(room);
         let start = r.arena.len();
-        format(&mut r.arena);
+        format(&mut r.arena, &self.roster);
         let len = r.arena.len() - start;
         if !self.budget_allows(start + turn_max_private, len) {
             // Formatted for nothing: wait for the next turn.
             self.rooms.get_mut(room).arena.truncate(start);
-            return false;
+            return None;
         }
         self.note_arena(room, len);
         let r = self.rooms.get_mut(room);
@@ -210,7 +213,7 @@ impl Hub {
         if remember {
             r.history.remember(line);
         }
-        true
+        Some(start..start + len)
     }
 
     /// A notice to everyone in `room` (`has left`, a name change, a topic,

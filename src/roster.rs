@@ -137,7 +137,11 @@ impl Roster {
         let name = std::str::from_utf8(name).ok()?;
         let key = match self.names.get(&name_key(name)) {
             Some(&key) => key,
-            None => self.iter().find(|(_, m)| &*m.who == name)?.0,
+            // Only an address identity is not in the map, and every address
+            // has a colon, which no name may hold: anything else is nobody
+            // here, without a walk over every member.
+            None if name.contains(':') => self.iter().find(|(_, m)| &*m.who == name)?.0,
+            None => return None,
         };
         self.get(key)?.receives().then_some(key)
     }

@@ -4,7 +4,6 @@
 
 use super::Hub;
 use crate::clean::clean;
-use crate::clean::clean_into;
 use crate::names::{Name, check_single_script, parse_name};
 use crate::notice::Movement;
 use crate::wire::Record;
@@ -215,14 +214,12 @@ impl Hub {
                 .notices
                 .pass(Movement::Departure, now_ms)
         {
-            let mut line = format!("{who} has left").into_bytes();
-            if let Some(why) = why {
-                line.extend_from_slice(b" (");
-                clean_into(&mut line, why.as_bytes());
-                line.push(b')');
-            }
-            line.push(b'\n');
-            self.announce(room, &line);
+            // `why` was checked clean by `wire::decode`.
+            let line = match why {
+                Some(why) => format!("{who} has left ({why})\n"),
+                None => format!("{who} has left\n"),
+            };
+            self.announce(room, line.as_bytes());
         }
         self.vacate_if_empty(room);
     }
@@ -271,15 +268,17 @@ impl Hub {
         if self.rooms.get(room).members.is_empty() {
             return true;
         }
-        self.broadcast(room, true, |arena| {
+        // `who` and `text` were checked clean by `wire::decode`.
+        self.broadcast(room, true, |arena, _| {
             if me {
                 arena.extend_from_slice(b"* ");
             }
             arena.extend_from_slice(who.as_bytes());
             arena.extend_from_slice(if me { b" " } else { b": " });
-            clean_into(arena, text.as_bytes());
+            arena.extend_from_slice(text.as_bytes());
             arena.push(b'\n');
         })
+        .is_some()
     }
 
     /// Another node's member set `room`'s topic.
@@ -344,31 +343,20 @@ impl Hub {
     /// to be another node's: the local member goes back to its address
     /// identity, and is told.
     pub fn lose_name(&mut self, key: usize, address: &str) {
-        let old = self.member(key).who.to_string();
-        if old == address {
+        let old = &self.member(key).who;
+        if &**old == address {
             return;
         }
-        let name = Name {
-            display: address.to_string(),
-            key: crate::names::name_key(address),
-            skeleton: crate::names::name_skeleton(&crate::names::name_key(address)),
-        };
-        self.roster.take_name(key, name);
-        let room = self.room_of(key);
-        self.rooms.get_mut(room).who_text = None;
         let notice = format!(
             "*** {old} was taken on another node while the cluster link was down; you are {address}\n"
         );
         self.send(key, notice.as_bytes());
-        self.announce(
-            room,
-            format!("{old} is now known as {address}\n").as_bytes(),
-        );
-        let room = self.rooms.get(room).name.to_string();
-        self.tell(Record::Nick {
-            room,
-            old,
-            new: address.to_string(),
-        });
+        let key_of = crate::names::name_key(address);
+        let name = Name {
+            display: address.to_string(),
+            skeleton: crate::names::name_skeleton(&key_of),
+            key: key_of,
+        };
+        self.rename(key, name);
     }
 }

@@ -99,9 +99,14 @@ fn end_turn(hub: &mut Hub, sockets: &mut [Socket]) {
 fn say(hub: &mut Hub, key: usize, text: &str) {
     let who = hub.member(key).who.clone();
     let room = hub.room_of(key);
-    assert!(hub.broadcast(room, false, |arena: &mut Vec<u8>| {
+    let line = hub.broadcast(room, false, |arena: &mut Vec<u8>, _: &Roster| {
         arena.extend_from_slice(format!("{who}: {text}\n").as_bytes())
-    }));
+    });
+    let line = line.expect("within the budget");
+    assert_eq!(
+        hub.room(room).arena[line],
+        *format!("{who}: {text}\n").as_bytes()
+    );
 }
 
 #[test]
@@ -195,7 +200,11 @@ fn a_turn_gives_one_member_at_most_its_budget() {
         "{sent}"
     );
     // Broadcasts now wait too: member 1 would get them on top.
-    assert!(!hub.broadcast(0, false, |a: &mut Vec<u8>| a.extend_from_slice(&line)));
+    assert!(
+        hub.broadcast(0, false, |a: &mut Vec<u8>, _: &Roster| a
+            .extend_from_slice(&line))
+            .is_none()
+    );
     // A new turn starts at nothing.
     hub.end_turn();
     assert!(hub.fits_one(1, line.len()));
@@ -297,4 +306,29 @@ fn an_empty_room_goes_with_its_topic_and_history() {
     assert_eq!(hub.rooms.len(), 1);
     let again = hub.rooms.find_or_create("#help").unwrap();
     assert_eq!(hub.rooms.get(again).topic, None);
+}
+
+#[test]
+fn a_name_lost_to_another_node_goes_back_to_the_address_and_is_announced_once() {
+    let (mut hub, mut sockets) = room_of(2);
+    let name = hub.check_name(0, b"alice").unwrap();
+    hub.rename(0, name);
+    end_turn(&mut hub, &mut sockets);
+    hub.lose_name(0, "127.0.0.1:5");
+    hub.lose_name(0, "127.0.0.1:5");
+    end_turn(&mut hub, &mut sockets);
+    assert_eq!(
+        text(&sockets[0]),
+        "m0 is now known as alice\n\
+         *** alice was taken on another node while the cluster link was down; you are 127.0.0.1:5\n\
+         alice is now known as 127.0.0.1:5\n"
+    );
+    assert_eq!(
+        text(&sockets[1]),
+        "m0 is now known as alice\nalice is now known as 127.0.0.1:5\n"
+    );
+    assert!(
+        hub.check_name(1, b"alice").is_ok(),
+        "the name is free again"
+    );
 }
