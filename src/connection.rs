@@ -7,7 +7,7 @@
 //! the socket is full, and only then asks for `WRITABLE` events — never
 //! while nothing waits.
 
-use std::io;
+use std::io::{self, Read as _};
 
 use mio::{Interest, Registry, Token};
 
@@ -202,11 +202,14 @@ impl Connection {
     /// away first, up to [`DRAIN_BUDGET`]: closing a socket with unread
     /// input sends a reset instead of a FIN, and the kernel then discards
     /// whatever it has not yet delivered of the output we just flushed.
+    /// The socket itself is read, not the transport: TLS input that nobody
+    /// will see need not be decrypted.
     pub fn close_cleanly(&mut self, scratch: &mut [u8]) {
         self.transport.shutdown_write();
+        let socket = self.transport.source();
         let mut budget = DRAIN_BUDGET;
         while budget > 0 {
-            match self.transport.read(scratch) {
+            match socket.read(scratch) {
                 Ok(n) if n > 0 => budget = budget.saturating_sub(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 _ => break, // End of input, WouldBlock or an error.

@@ -190,7 +190,14 @@ impl MetricsEndpoint {
     }
 
     /// Reads the request, answers it, and closes when the answer is out.
-    pub fn serve(&mut self, key: usize, registry: &Registry, stats: &Stats, gauges: &Gauges) {
+    /// `gauges` is called only for a request that is answered with them.
+    pub fn serve(
+        &mut self,
+        key: usize,
+        registry: &Registry,
+        stats: &Stats,
+        gauges: impl FnOnce() -> Gauges,
+    ) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -204,7 +211,7 @@ impl MetricsEndpoint {
                 Answer::Metrics => response(
                     "200 OK",
                     "text/plain; version=0.0.4; charset=utf-8",
-                    &render_prometheus(stats, gauges),
+                    &render_prometheus(stats, &gauges()),
                 ),
                 Answer::Error(status) => error_response(status),
             };

@@ -490,22 +490,28 @@ impl Server {
 
     fn metrics_event(&mut self, conn: usize) {
         let sessions = &self.sessions;
-        let (rooms, biggest_room) = sessions.hub.room_gauges();
-        let gauges = Gauges {
-            clients: sessions.conns.len(),
-            rooms,
-            biggest_room,
-            queued_bytes: sessions.hub.queued_bytes(),
-            reading_paused: sessions.total.paused(),
-            rss_bytes: crate::stats::rss_bytes(),
-            cluster: self.cluster.as_ref().map(|c| ClusterGauges {
-                remote_members: sessions.hub.remotes.len(),
-                peers: c.peers(),
-                up: c.is_up(),
-            }),
+        let cluster = &self.cluster;
+        // Built only when a request is answered, not for every read or
+        // write event of a metrics connection: it reads /proc and walks the
+        // rooms.
+        let gauges = || {
+            let (rooms, biggest_room) = sessions.hub.room_gauges();
+            Gauges {
+                clients: sessions.conns.len(),
+                rooms,
+                biggest_room,
+                queued_bytes: sessions.hub.queued_bytes(),
+                reading_paused: sessions.total.paused(),
+                rss_bytes: crate::stats::rss_bytes(),
+                cluster: cluster.as_ref().map(|c| ClusterGauges {
+                    remote_members: sessions.hub.remotes.len(),
+                    peers: c.peers(),
+                    up: c.is_up(),
+                }),
+            }
         };
         if let Some(metrics) = &mut self.metrics {
-            metrics.serve(conn, self.poll.registry(), &sessions.hub.stats, &gauges);
+            metrics.serve(conn, self.poll.registry(), &sessions.hub.stats, gauges);
         }
     }
 }
