@@ -1,6 +1,6 @@
 //! Command line.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use crate::token::{MAX_LINE, MAX_SENDER, MIN_LINE};
 
@@ -351,11 +351,7 @@ fn check_burst(o: &mut Opts) -> Result<(), String> {
 
 /// The generator only ever talks to this machine.
 pub fn check_loopback(addr: SocketAddr) -> Result<(), String> {
-    let ok = match addr.ip() {
-        IpAddr::V4(ip) => ip.is_loopback(),
-        IpAddr::V6(ip) => ip.is_loopback(),
-    };
-    if ok && addr.port() != 0 {
+    if addr.ip().is_loopback() && addr.port() != 0 {
         Ok(())
     } else {
         Err(format!(

@@ -205,10 +205,8 @@ impl Connections {
     /// The attempt of client `idx` failed: retry it after a backoff, or
     /// give it up.
     pub fn fail(&mut self, idx: usize, e: io::Error, retry: bool, now: u64) {
+        self.bury(idx);
         let c = &mut self.clients[idx];
-        if let Some(mut s) = c.stream.take() {
-            let _ = self.registry.deregister(&mut s);
-        }
         c.tls = None;
         if let Some(p) = self.in_flight.iter().position(|&i| i == idx) {
             self.in_flight.swap_remove(p);
@@ -416,10 +414,8 @@ impl Connections {
 
     /// The server closed client `idx` (or writing to it failed).
     pub fn close(&mut self, idx: usize, why: &str) {
+        self.bury(idx);
         let c = &mut self.clients[idx];
-        if let Some(mut s) = c.stream.take() {
-            let _ = self.registry.deregister(&mut s);
-        }
         c.tls = None;
         c.state = State::Closed;
         self.st.closed_by_server += 1;

@@ -15,7 +15,7 @@
 //! read makes its queue grow without bound.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use mio::net::{TcpListener, TcpStream};
@@ -80,11 +80,7 @@ fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Option<So
         }
     }
     let addr = addr.ok_or("missing --listen (see --help)")?;
-    let loopback = match addr.ip() {
-        IpAddr::V4(ip) => ip.is_loopback(),
-        IpAddr::V6(ip) => ip.is_loopback(),
-    };
-    if !loopback {
+    if !addr.ip().is_loopback() {
         return Err(format!("refusing {addr}: loopback addresses only"));
     }
     Ok(Some(addr))

@@ -177,10 +177,8 @@ impl Connections {
                 self.st.failed += 1;
                 continue;
             }
-            if let Some(mut s) = c.stream.take() {
-                let _ = self.registry.deregister(&mut s);
-            }
             c.state = State::Failed;
+            self.bury(idx);
             left += 1;
         }
         self.st.not_attempted += left;
