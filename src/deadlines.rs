@@ -8,8 +8,9 @@
 //! A singleton timer (the sweep, the accept retry, …) has at most one live
 //! deadline: scheduling it again earlier replaces the old one, later is
 //! ignored, and a replaced entry left in the heap is skipped when it comes
-//! up. Per-client timers ([`Timer::Wake`]) carry the client's connection id,
-//! so one that outlives its client is recognised and dropped by the caller.
+//! up. Per-client timers ([`Timer::Wake`], [`Timer::Handshake`]) carry the
+//! client's connection id, so one that outlives its client is recognised
+//! and dropped by the caller.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -19,6 +20,10 @@ use std::collections::BinaryHeap;
 pub enum Timer {
     /// A rate-limited client may be read again (its slab key and id).
     Wake { key: usize, id: u32 },
+    /// A TLS client's handshake deadline (its slab key and id). Per client,
+    /// not a sweep: a storm of stalled handshakes must not make every
+    /// client be walked once per deadline.
+    Handshake { key: usize, id: u32 },
     /// Walk the clients for idle timeouts and lingering leavers.
     Sweep,
     /// Accept again after the listener was put off (resource error, paused
@@ -40,7 +45,7 @@ impl Timer {
     /// The slot of a singleton timer, or `None` for per-client ones.
     fn slot(self) -> Option<usize> {
         match self {
-            Timer::Wake { .. } => None,
+            Timer::Wake { .. } | Timer::Handshake { .. } => None,
             Timer::Sweep => Some(0),
             Timer::AcceptRetry => Some(1),
             Timer::ShutdownGrace => Some(2),
@@ -60,7 +65,7 @@ pub struct Deadlines {
     heap: BinaryHeap<Reverse<(u64, Timer)>>,
     /// The live deadline of each singleton timer.
     live: [Option<u64>; SINGLETONS],
-    /// [`Timer::Wake`] entries in the heap.
+    /// Per-client entries in the heap.
     wakes: usize,
 }
 
@@ -145,6 +150,17 @@ impl Deadlines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_handshake_keeps_its_own_deadline() {
+        let mut d = Deadlines::default();
+        d.at(300, Timer::Handshake { key: 2, id: 9 });
+        d.at(100, Timer::Handshake { key: 1, id: 8 });
+        assert_eq!(d.pop_due(100), Some(Timer::Handshake { key: 1, id: 8 }));
+        assert_eq!(d.pop_due(299), None, "the later one is not pulled forward");
+        assert_eq!(d.pop_due(300), Some(Timer::Handshake { key: 2, id: 9 }));
+        assert_eq!(d.earliest(), None);
+    }
 
     #[test]
     fn timers_come_due_in_order() {

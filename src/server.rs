@@ -315,6 +315,7 @@ impl Server {
                         self.sessions.ready.push(key);
                     }
                 }
+                Timer::Handshake { key, id } => self.sessions.handshake_due(key, id),
                 Timer::Sweep => self.sessions.sweep(&mut self.deadlines),
                 Timer::AcceptRetry => {
                     let registry = self.poll.registry();

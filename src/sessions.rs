@@ -131,16 +131,17 @@ impl Sessions {
             return;
         }
         self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
         let bucket = TokenBucket::full(self.config.rate, self.now_ms);
         let handshaking = tls.is_some();
         let transport = match tls {
             Some((session, by)) => {
-                deadlines.at(by, Timer::Sweep);
+                deadlines.at(by, Timer::Handshake { key, id });
                 Transport::Tls(Box::new(TlsStream::new(socket, session, by)))
             }
             None => Transport::Plain(socket),
         };
-        let conn = Connection::new(transport, slot, self.next_id, bucket, self.now_ms);
+        let conn = Connection::new(transport, slot, id, bucket, self.now_ms);
         entry.insert(conn);
         let mut who = who_from_addr(addr);
         if let Some(node) = self.hub.node() {

@@ -1,5 +1,6 @@
 //! The timers that walk every client: idle timeouts, and leaving clients
-//! whose linger ran out.
+//! whose linger ran out; and the one that does not, a TLS handshake's
+//! deadline.
 
 use std::time::Duration;
 
@@ -28,14 +29,6 @@ impl Sessions {
         let mut idle = Vec::new();
         let mut expired = Vec::new();
         for (key, conn) in &self.conns {
-            let late = conn
-                .transport
-                .handshake_deadline()
-                .is_some_and(|by| by <= now);
-            if late && !conn.doomed {
-                expired.push(key);
-                continue;
-            }
             match (conn.leave_by_ms, idle_ms) {
                 _ if conn.doomed => {}
                 (Some(by), _) if by <= now => expired.push(key),
@@ -52,29 +45,38 @@ impl Sessions {
         }
         for key in expired {
             let member = self.hub.member(key);
-            if self.conns[key].leave_by_ms.is_none() {
-                if let Some(held) = self.gate_warn.pass(now) {
-                    let who = &member.who;
-                    warn!(
-                        "{who}: TLS handshake not done in time: closing{}",
-                        held_note(held)
-                    );
-                }
-            } else {
-                let unsent = member.output.len();
-                debug!(
-                    "{}: closing with {unsent} bytes unsent after linger",
-                    member.who
-                );
-            }
+            let unsent = member.output.len();
+            debug!(
+                "{}: closing with {unsent} bytes unsent after linger",
+                member.who
+            );
             self.doom(key, CloseReason::Error);
         }
         self.schedule_sweep(deadlines);
     }
 
-    /// Schedules the next sweep at the earliest idle, linger or handshake
-    /// deadline. Idle sweeps are spaced by [`gap`]; a linger or handshake
-    /// deadline is not pushed back by it.
+    /// A TLS client's handshake deadline came: closed if it is the same
+    /// client and still shaking hands.
+    pub fn handshake_due(&mut self, key: usize, id: u32) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.id != id || conn.doomed || conn.transport.handshake_deadline().is_none() {
+            return;
+        }
+        if let Some(held) = self.gate_warn.pass(self.now_ms) {
+            let who = &self.hub.member(key).who;
+            warn!(
+                "{who}: TLS handshake not done in time: closing{}",
+                held_note(held)
+            );
+        }
+        self.doom(key, CloseReason::Error);
+    }
+
+    /// Schedules the next sweep at the earliest idle or linger deadline.
+    /// Idle sweeps are spaced by [`gap`]; a linger deadline is not pushed
+    /// back by it.
     fn schedule_sweep(&mut self, deadlines: &mut Deadlines) {
         let idle = self.config.idle_timeout;
         let spacing = idle.map_or(MIN_SWEEP_GAP_MS, gap);
@@ -83,16 +85,12 @@ impl Sessions {
             .conns
             .iter()
             .filter(|(_, c)| !c.doomed)
-            .filter_map(|(_, c)| {
-                let handshake = c.transport.handshake_deadline();
-                let due = match (c.leave_by_ms, idle) {
-                    (Some(by), _) => Some(by),
-                    (None, Some(idle)) => {
-                        Some((c.last_heard_ms + idle.as_millis() as u64).max(now + spacing))
-                    }
-                    (None, None) => None,
-                };
-                due.into_iter().chain(handshake).min()
+            .filter_map(|(_, c)| match (c.leave_by_ms, idle) {
+                (Some(by), _) => Some(by),
+                (None, Some(idle)) => {
+                    Some((c.last_heard_ms + idle.as_millis() as u64).max(now + spacing))
+                }
+                (None, None) => None,
             })
             .min();
         if let Some(at) = next {
