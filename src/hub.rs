@@ -25,6 +25,7 @@ use log::debug;
 
 use crate::limits::{ARENA_KEEP, MAX_WHO_BYTES, MIN_TURN_BUDGET, ROOM_ARENA_KEEP, TURN_BUDGET};
 use crate::member::Member;
+use crate::notice::Movement;
 use crate::out_queue::{Chunk, Entry, Meter, OutQueue, SharedText, count_newlines};
 use crate::pressure::{QueueCap, Region, Verdict};
 use crate::remotes::Remotes;
@@ -86,6 +87,10 @@ pub struct Hub {
     busy: Vec<usize>,
     /// Members with something of their own to flush this turn.
     dirty: Vec<usize>,
+    /// When the earliest summary of held-back notices is due, in any room
+    /// (never later than the truth: a room that went since may have held
+    /// it), so the loop finds it without a walk over the rooms.
+    notices_due: Option<u64>,
     config: HubConfig,
     pub stats: Stats,
 }
@@ -116,6 +121,7 @@ impl Hub {
             arena_bytes: 0,
             busy: Vec::new(),
             dirty: Vec::new(),
+            notices_due: None,
             config,
             stats: Stats::default(),
         }
@@ -418,7 +424,22 @@ impl Hub {
         self.turn_max_private = 0;
     }
 
+    /// True if an arrival or departure in `room` is announced now; false
+    /// if `--notice-rate` holds it for the room's next summary, whose time
+    /// is then remembered.
+    pub(crate) fn pass_notice(&mut self, room: usize, movement: Movement, now_ms: u64) -> bool {
+        let gate = &mut self.rooms.get_mut(room).notices;
+        if gate.pass(movement, now_ms) {
+            return true;
+        }
+        if let Some(due) = gate.due_ms() {
+            self.notices_due = Some(self.notices_due.map_or(due, |d| d.min(due)));
+        }
+        false
+    }
+
     /// The summaries of held-back arrivals and departures that are due.
+    /// Walks the rooms, which only the `Notices` timer does.
     pub fn sum_up_notices(&mut self, now_ms: u64) {
         let due: Vec<(usize, String)> = self
             .rooms
@@ -428,14 +449,16 @@ impl Hub {
         for (room, summary) in due {
             self.announce(room, summary.as_bytes());
         }
+        self.notices_due = self
+            .rooms
+            .iter()
+            .filter_map(|(_, r)| r.notices.due_ms())
+            .min();
     }
 
     /// When the next notice summary is due, in any room.
     pub fn notices_due(&self) -> Option<u64> {
-        self.rooms
-            .iter()
-            .filter_map(|(_, r)| r.notices.due_ms())
-            .min()
+        self.notices_due
     }
 
     /// `(rooms, members of the biggest)`, for `/stats` and the metrics.

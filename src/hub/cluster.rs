@@ -158,13 +158,7 @@ impl Hub {
         let seq = self.roster.next_seq();
         let id = self.remotes.insert(node, who, room, seq);
         self.seat_remote(id, room);
-        if announce
-            && self
-                .rooms
-                .get_mut(room)
-                .notices
-                .pass(Movement::Arrival, now_ms)
-        {
+        if announce && self.pass_notice(room, Movement::Arrival, now_ms) {
             self.announce(room, format!("{who} has arrived\n").as_bytes());
         }
     }
@@ -207,13 +201,7 @@ impl Hub {
         };
         let room = self.unseat_remote(id);
         self.remotes.remove(id);
-        if announce
-            && self
-                .rooms
-                .get_mut(room)
-                .notices
-                .pass(Movement::Departure, now_ms)
-        {
+        if announce && self.pass_notice(room, Movement::Departure, now_ms) {
             // `why` was checked clean by `wire::decode`.
             let line = match why {
                 Some(why) => format!("{who} has left ({why})\n"),
@@ -238,12 +226,7 @@ impl Hub {
         self.vacate_if_empty(from);
         self.remotes.get_mut(id).seq = self.roster.next_seq();
         self.seat_remote(id, to);
-        if self
-            .rooms
-            .get_mut(to)
-            .notices
-            .pass(Movement::Arrival, now_ms)
-        {
+        if self.pass_notice(to, Movement::Arrival, now_ms) {
             self.announce(to, format!("{who} has arrived\n").as_bytes());
         }
     }

@@ -63,12 +63,7 @@ impl Hub {
 
     /// Announces `key`'s arrival in `room` (to everyone there but itself).
     fn arrive(&mut self, key: usize, room: usize, now_ms: u64) {
-        if self
-            .rooms
-            .get_mut(room)
-            .notices
-            .pass(Movement::Arrival, now_ms)
-        {
+        if self.pass_notice(room, Movement::Arrival, now_ms) {
             let line = format!("{} has arrived\n", self.member(key).who);
             let others = self.rooms.get(room).members.len() - 1;
             self.push_arena(room, line.as_bytes());
@@ -191,12 +186,7 @@ impl Hub {
         let who = self.member(key).who.to_string();
         let room_name = self.rooms.get(room).name.to_string();
         let why = why.map(crate::clean::clean);
-        if self
-            .rooms
-            .get_mut(room)
-            .notices
-            .pass(Movement::Departure, now_ms)
-        {
+        if self.pass_notice(room, Movement::Departure, now_ms) {
             let line = match &why {
                 Some(why) => format!("{who} has left ({why})\n"),
                 None => format!("{who} has left\n"),
