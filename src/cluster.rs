@@ -206,6 +206,11 @@ impl Cluster {
         format!("{}:{what}", self.name)
     }
 
+    /// The hash of `node`'s members and their rooms.
+    pub(crate) fn users_key(&self, node: &str) -> String {
+        format!("{}:users:{node}", self.name)
+    }
+
     // ----- the link's life -------------------------------------------------------
 
     /// Connects when it is time to; pings and finds dead nodes while up.
@@ -272,7 +277,7 @@ impl Cluster {
     /// Tells the cluster who is here and reads who is elsewhere.
     fn bootstrap(&mut self, hub: &mut Hub) {
         let nodes = self.key("nodes");
-        let users = self.key(&format!("users:{}", self.node));
+        let users = self.users_key(&self.node);
         let node = self.node.clone();
         self.command(
             &[b"SADD", nodes.as_bytes(), node.as_bytes()],
@@ -441,7 +446,7 @@ impl Cluster {
             self.release_name(node, &who);
         }
         hub.drop_node(node, now_ms);
-        let users = self.key(&format!("users:{node}"));
+        let users = self.users_key(node);
         let nodes = self.key("nodes");
         self.command(&[b"DEL", users.as_bytes()], Pending::Ignore);
         self.command(

@@ -8,6 +8,8 @@
 //! longer than a cut line can be. A message that fails is dropped whole,
 //! with the reason, never applied in part.
 
+use std::io::Write as _;
+
 use crate::clean::is_clean;
 use crate::names::{check_single_script, parse_name};
 use crate::rooms::parse_room_name;
@@ -88,29 +90,29 @@ pub fn encode_header(out: &mut Vec<u8>, node: &str, seq: u64) {
 
 /// Appends one record line.
 pub fn encode_record(out: &mut Vec<u8>, record: &Record) {
-    let line = match record {
-        Record::Say { room, who, text } => format!("say {room} {who} {text}"),
-        Record::Me { room, who, text } => format!("me {room} {who} {text}"),
-        Record::Arrive { room, who } => format!("arrive {room} {who}"),
+    // Writing to a Vec cannot fail.
+    let _ = match record {
+        Record::Say { room, who, text } => write!(out, "say {room} {who} {text}"),
+        Record::Me { room, who, text } => write!(out, "me {room} {who} {text}"),
+        Record::Arrive { room, who } => write!(out, "arrive {room} {who}"),
         Record::Leave {
             room,
             who,
             why: None,
-        } => format!("leave {room} {who}"),
+        } => write!(out, "leave {room} {who}"),
         Record::Leave {
             room,
             who,
             why: Some(why),
-        } => format!("leave {room} {who} {why}"),
-        Record::Move { from, to, who } => format!("move {from} {to} {who}"),
-        Record::Nick { room, old, new } => format!("nick {room} {old} {new}"),
-        Record::Topic { room, who, text } => format!("topic {room} {who} {text}"),
-        Record::Msg { to, from, text } => format!("msg {to} {from} {text}"),
-        Record::Ping => "ping".into(),
-        Record::Hello => "hello".into(),
-        Record::Bye => "bye".into(),
+        } => write!(out, "leave {room} {who} {why}"),
+        Record::Move { from, to, who } => write!(out, "move {from} {to} {who}"),
+        Record::Nick { room, old, new } => write!(out, "nick {room} {old} {new}"),
+        Record::Topic { room, who, text } => write!(out, "topic {room} {who} {text}"),
+        Record::Msg { to, from, text } => write!(out, "msg {to} {from} {text}"),
+        Record::Ping => write!(out, "ping"),
+        Record::Hello => write!(out, "hello"),
+        Record::Bye => write!(out, "bye"),
     };
-    out.extend_from_slice(line.as_bytes());
     out.push(b'\n');
 }
 

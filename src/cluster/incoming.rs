@@ -228,7 +228,7 @@ impl Cluster {
                 last_seen_ms: now_ms,
                 next_seq: None,
             });
-            let users = self.key(&format!("users:{node}"));
+            let users = self.users_key(&node);
             self.command(&[b"HGETALL", users.as_bytes()], Pending::Users { node });
             asked += 1;
         }
@@ -300,7 +300,7 @@ pub(super) fn apply(
         Record::Ping => {}
         Record::Hello => {
             debug!("cluster: node {node} (re)joined");
-            let users = cluster.key(&format!("users:{node}"));
+            let users = cluster.users_key(node);
             cluster.command(
                 &[b"HGETALL", users.as_bytes()],
                 Pending::Users {

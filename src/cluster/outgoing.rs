@@ -60,7 +60,11 @@ impl Cluster {
     /// Keeps the users hash, the names and the topics in step with a local
     /// member's news.
     fn record_in_redis(&mut self, record: &Record) {
-        let users = self.key(&format!("users:{}", self.node));
+        // Chat lines, the bulk of the news, touch none of it.
+        if matches!(record, Record::Say { .. } | Record::Me { .. }) {
+            return;
+        }
+        let users = self.users_key(&self.node);
         match record {
             Record::Arrive { room, who } | Record::Move { to: room, who, .. } => self.command(
                 &[b"HSET", users.as_bytes(), who.as_bytes(), room.as_bytes()],
@@ -148,7 +152,7 @@ impl Cluster {
         for (_, who) in hub.local_names() {
             self.release_name(&self.node.clone(), &who);
         }
-        let users = self.key(&format!("users:{}", self.node));
+        let users = self.users_key(&self.node);
         let nodes = self.key("nodes");
         let node = self.node.clone();
         self.command(&[b"DEL", users.as_bytes()], Pending::Ignore);
