@@ -134,13 +134,6 @@ fn client(node: &Node) -> Client {
     Client::join(node.addr)
 }
 
-/// `c` takes `name`; it reads its own rename line.
-fn nick(c: &mut Client, name: &str) {
-    c.say(&format!("/nick {name}"));
-    c.expect(&format!("{} is now known as {name}", c.who));
-    c.who = name.to_string();
-}
-
 #[test]
 fn the_transcript_across_two_and_three_nodes() {
     let redis = Redis::start();
@@ -177,9 +170,9 @@ fn who_rooms_msg_and_nick_cross_nodes() {
     let mut x = client(&a);
     let mut y = client_after(&b, 1);
     x.expect(&format!("{} has arrived", y.who));
-    nick(&mut x, "alice");
+    x.nick("alice");
     y.expect(&format!("{} is now known as alice", x_addr(&x, "a")));
-    nick(&mut y, "bob");
+    y.nick("bob");
     x.expect(&format!("{} is now known as bob", x_addr(&y, "b")));
     x.say("/who");
     x.expect("*** 2 here: alice, bob");
@@ -265,7 +258,7 @@ fn a_killed_nodes_users_leave_within_the_timeout() {
     let mut x = client(&a);
     let mut y = client_after(&b, 1);
     x.expect(&format!("{} has arrived", y.who));
-    nick(&mut y, "doomed");
+    y.nick("doomed");
     x.expect(&format!("{} is now known as doomed", x_addr(&y, "b")));
     let killed = Instant::now();
     b.signal("KILL");

@@ -21,14 +21,6 @@ fn address_of(c: &Client) -> String {
     c.stream().local_addr().unwrap().to_string()
 }
 
-/// `c` takes `name` with `/nick`; reads its own rename line. The caller
-/// consumes the rename line on every other client in the room.
-fn nick(c: &mut Client, name: &str) {
-    c.say(&format!("/nick {name}"));
-    c.expect(&format!("{} is now known as {name}", c.who));
-    c.who = name.to_string();
-}
-
 /// Connects under `--ask-name` and reads the first prompt.
 fn connect_asked(addr: SocketAddr) -> Client {
     let mut c = Client::connect(addr);
@@ -109,7 +101,7 @@ fn nick_renames_for_everyone_and_later_lines_use_the_new_name() {
     a.expect(&format!("{} has arrived", b.who));
 
     let old = a.who.clone();
-    nick(&mut a, "alice");
+    a.nick("alice");
     b.expect(&format!("{old} is now known as alice"));
 
     a.say("hi");
@@ -152,7 +144,7 @@ fn nick_accepts_names_in_any_script() {
         &accented24,
     ] {
         let old = a.who.clone();
-        nick(&mut a, name);
+        a.nick(name);
         b.expect(&format!("{old} is now known as {name}"));
     }
     a.say("/who");
@@ -167,7 +159,7 @@ fn nick_refusals_go_to_the_sender_only() {
     let mut b = Client::join(addr);
     a.expect(&format!("{} has arrived", b.who));
     let old_b = b.who.clone();
-    nick(&mut b, "bob");
+    b.nick("bob");
     a.expect(&format!("{old_b} is now known as bob"));
 
     let refusals: &[(&[u8], &str)] = &[
@@ -205,7 +197,7 @@ fn nick_refusals_go_to_the_sender_only() {
         a.send(raw);
         a.expect(want);
     }
-    nick(&mut a, "alice");
+    a.nick("alice");
     b.expect(&format!("{} is now known as alice", address_of(&a)));
     a.say("/nick alice");
     a.expect("*** you are already alice");
@@ -236,7 +228,7 @@ fn names_are_unique_without_regard_to_case() {
         ("straße", "STRAẞE"),
     ] {
         let old = a.who.clone();
-        nick(&mut a, held);
+        a.nick(held);
         b.expect(&format!("{old} is now known as {held}"));
         b.say(&format!("/nick {asked}"));
         b.expect(&format!("*** name taken: {asked}"));
@@ -259,7 +251,7 @@ fn names_that_look_like_another_are_refused() {
     let mut b = Client::join(addr);
     a.expect(&format!("{} has arrived", b.who));
     let old_a = a.who.clone();
-    nick(&mut a, "alice");
+    a.nick("alice");
     b.expect(&format!("{old_a} is now known as alice"));
 
     for (asked, want) in [
@@ -302,7 +294,7 @@ fn names_that_look_like_another_are_refused() {
 
     // Alice may take a form of her own name; a look-alike of hers is still
     // refused for mixing scripts.
-    nick(&mut a, "Alice");
+    a.nick("Alice");
     b.expect("alice is now known as Alice");
     a.say("/nick аlice");
     a.expect("*** invalid name: аlice (mixes scripts: Cyrillic and Latin)");
@@ -310,7 +302,7 @@ fn names_that_look_like_another_are_refused() {
     // Once she leaves, her look-alikes are free (if they pass on their own).
     a.say("/quit");
     b.expect("Alice has left");
-    nick(&mut b, "ａｌｉｃｅ");
+    b.nick("ａｌｉｃｅ");
     b.say("/who");
     b.expect("*** 1 here: ａｌｉｃｅ");
 }
@@ -323,11 +315,11 @@ fn a_name_is_free_again_after_its_holder_renames_or_leaves() {
     let mut b = Client::join(addr);
     a.expect(&format!("{} has arrived", b.who));
 
-    nick(&mut a, "alice");
+    a.nick("alice");
     b.until(|l| l.ends_with("is now known as alice"));
-    nick(&mut a, "alicia");
+    a.nick("alicia");
     b.expect("alice is now known as alicia");
-    nick(&mut b, "ALICE");
+    b.nick("ALICE");
     a.expect(&format!("{} is now known as ALICE", address_of(&b)));
 
     b.say("/quit");
@@ -335,7 +327,7 @@ fn a_name_is_free_again_after_its_holder_renames_or_leaves() {
     assert_eq!(b.read_to_end(), b"");
     let mut c = Client::join(addr);
     a.expect(&format!("{} has arrived", c.who));
-    nick(&mut c, "alice");
+    c.nick("alice");
     a.expect(&format!("{} is now known as alice", address_of(&c)));
 }
 
@@ -359,11 +351,11 @@ fn who_lists_everyone_in_order_of_arrival() {
 
     // Names sorting differently from arrival.
     let old_c = c.who.clone();
-    nick(&mut c, "anna");
+    c.nick("anna");
     a.expect(&format!("{old_c} is now known as anna"));
     b.expect(&format!("{old_c} is now known as anna"));
     let old_b = b.who.clone();
-    nick(&mut b, "zoe");
+    b.nick("zoe");
     a.expect(&format!("{old_b} is now known as zoe"));
     c.expect(&format!("{old_b} is now known as zoe"));
 
@@ -376,7 +368,7 @@ fn who_lists_everyone_in_order_of_arrival() {
     b.expect(&format!("{} has arrived", d.who));
     c.expect(&format!("{} has arrived", d.who));
     let old_d = d.who.clone();
-    nick(&mut d, "mia");
+    d.nick("mia");
     b.expect(&format!("{old_d} is now known as mia"));
     c.expect(&format!("{old_d} is now known as mia"));
 
@@ -406,7 +398,7 @@ fn me_sends_an_action_to_everyone() {
     b.expect(&format!("* {} waves", a.who));
 
     let old = a.who.clone();
-    nick(&mut a, "alice");
+    a.nick("alice");
     b.expect(&format!("{old} is now known as alice"));
     a.say("/ME  waves  twice ");
     a.expect("* alice waves  twice");
@@ -435,7 +427,7 @@ fn msg_reaches_only_its_target() {
     a.expect(&format!("{} has arrived", c.who));
     b.expect(&format!("{} has arrived", c.who));
     let old_b = b.who.clone();
-    nick(&mut b, "bob");
+    b.nick("bob");
     a.expect(&format!("{old_b} is now known as bob"));
     c.expect(&format!("{old_b} is now known as bob"));
 
@@ -463,7 +455,7 @@ fn msg_reaches_an_unnamed_client_by_its_address() {
     let mut a = Client::join(addr);
     let mut b = Client::join(addr);
     a.expect(&format!("{} has arrived", b.who));
-    nick(&mut a, "alice");
+    a.nick("alice");
     b.until(|l| l.ends_with("is now known as alice"));
 
     a.say(&format!("/msg {} psst", b.who));
@@ -487,7 +479,7 @@ fn msg_to_self_gives_the_sender_both_lines() {
     a.expect(&format!("{} (private): note to self", a.who));
     a.expect(&format!("-> {}: note to self", a.who));
 
-    nick(&mut a, "alice");
+    a.nick("alice");
     b.until(|l| l.ends_with("is now known as alice"));
     a.say("/msg ALICE again");
     a.expect("alice (private): again");
@@ -509,7 +501,7 @@ fn msg_to_an_unknown_or_departed_user_is_refused() {
 
     let mut b = Client::join(addr);
     a.expect(&format!("{} has arrived", b.who));
-    nick(&mut b, "bob");
+    b.nick("bob");
     a.until(|l| l.ends_with("is now known as bob"));
     b.say("/quit");
     a.expect("bob has left");
@@ -556,7 +548,7 @@ fn quit_with_reason() {
     let mut b = Client::join(addr);
     a.expect(&format!("{} has arrived", b.who));
     let old = a.who.clone();
-    nick(&mut a, "alice");
+    a.nick("alice");
     b.expect(&format!("{old} is now known as alice"));
 
     a.say("/quit  gone fishing ");
@@ -684,7 +676,7 @@ fn commands_show_user_chosen_text_cleaned() {
     let mut a = Client::join(addr);
     let mut b = Client::join(addr);
     a.expect(&format!("{} has arrived", b.who));
-    nick(&mut b, "bob");
+    b.nick("bob");
     a.until(|l| l.ends_with("is now known as bob"));
 
     let cases: &[(&[u8], &str)] = &[
@@ -764,7 +756,7 @@ fn history_keeps_chat_lines_not_notices() {
     let first = a.who.clone();
     a.say("one");
     a.expect(&format!("{first}: one"));
-    nick(&mut a, "alice");
+    a.nick("alice");
     a.say("/me waves");
     a.expect("* alice waves");
     let mut b = Client::join(addr);
@@ -917,7 +909,7 @@ fn who_on_join_tells_the_newcomer_who_is_here() {
     });
     let mut a = Client::join(addr);
     a.expect(&format!("*** 1 here: {}", a.who));
-    nick(&mut a, "alice");
+    a.nick("alice");
     let mut b = Client::join(addr);
     b.expect(&format!("*** 2 here: alice, {}", b.who));
     a.expect(&format!("{} has arrived", b.who));

@@ -13,9 +13,7 @@ use common::{Client, config, start};
 /// others' copies of the rename line).
 fn named(addr: SocketAddr, name: &str) -> Client {
     let mut c = Client::join(addr);
-    c.say(&format!("/nick {name}"));
-    c.expect(&format!("{} is now known as {name}", c.who));
-    c.who = name.to_string();
+    c.nick(name);
     c
 }
 
@@ -119,9 +117,7 @@ fn names_are_unique_across_rooms_and_msg_crosses_them() {
     alice.expect(&format!("{} has gone to #elsewhere", bob.who));
     bob.say("/nick ALICE");
     bob.expect("*** name taken: ALICE");
-    bob.say("/nick bob");
-    bob.expect(&format!("{} is now known as bob", bob.who));
-    bob.who = "bob".into();
+    bob.nick("bob");
     alice.say("/msg bob across the hall");
     bob.expect("alice (private): across the hall");
     alice.expect("-> bob: across the hall");

@@ -142,6 +142,14 @@ impl<S: LineStream> Client<S> {
         }
     }
 
+    /// Takes `name` with `/nick` and reads its own rename line; the caller
+    /// reads the others' copies of it.
+    pub fn nick(&mut self, name: &str) {
+        self.say(&format!("/nick {name}"));
+        self.expect(&format!("{} is now known as {name}", self.who));
+        self.who = name.to_string();
+    }
+
     /// Reads one line and checks it.
     pub fn expect(&mut self, want: &str) {
         let got = self.line();
